@@ -1,0 +1,207 @@
+"""Pipeline configuration: one frozen pydantic model per concern, composed into `PipelineConfig`.
+
+`PipelineConfig` is the retrain flow's parameter, so Prefect validates it and renders it as a form.
+Environment-specific values (where the data lives) come from `Settings`, read only when asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Yahoo-style symbols: letters, digits, '.', '-', '^', '='. Anything else (a '/', '..', a space)
+# could escape the price store, so it is refused here, before any path is built.
+TICKER_PATTERN = re.compile(r"^[A-Z0-9^=][A-Z0-9.\-^=]{0,19}$")
+
+CLASS_NAMES: tuple[str, str, str] = ("down", "range_bound", "up")
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "log_return",
+    "intraday_range",
+    "close_location",
+    "log_volume_change",
+    "momentum_20",
+    "volatility_20",
+)
+
+
+def validate_ticker(symbol: str) -> str:
+    """Return the upper-cased symbol, or raise ValueError naming it when it is not Yahoo-style."""
+    cleaned = symbol.strip().upper()
+    if ".." in cleaned or not TICKER_PATTERN.fullmatch(cleaned):
+        raise ValueError(
+            f"ticker {symbol!r} is not a valid symbol: use letters, digits, '.', '-', '^', '=' "
+            "(at most 20 characters, no '/', '..' or spaces)"
+        )
+    return cleaned
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceConfig(_Frozen):
+    """Where prices come from and which tickers make up the universe."""
+
+    kind: Literal["sample", "yfinance", "folder"] = "sample"
+    tickers: tuple[str, ...] = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH")
+    start: dt.date = dt.date(2016, 1, 4)
+    end: dt.date | None = Field(
+        default=None, description="Last session to load; None means the last closed session."
+    )
+    exchange: str = "XNYS"
+    folder: str | None = Field(default=None, description="For kind=folder: <dir>/<TICKER>.csv|parquet")
+    sample_variant: Literal["signal", "noise"] = Field(
+        default="signal",
+        description="For kind=sample: 'signal' plants persistent momentum regimes, 'noise' is a random walk.",
+    )
+    sample_seed: int = 7
+    overlap_sessions: int = Field(default=5, ge=0, description="Sessions refetched to detect restatements.")
+
+    @field_validator("tickers")
+    @classmethod
+    def _valid_tickers(cls, tickers: tuple[str, ...]) -> tuple[str, ...]:
+        if not tickers:
+            raise ValueError("the universe is empty: give at least one ticker")
+        cleaned = tuple(validate_ticker(t) for t in tickers)
+        duplicates = sorted({t for t in cleaned if cleaned.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"tickers listed twice: {', '.join(duplicates)}")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _folder_given(self) -> SourceConfig:
+        if self.kind == "folder" and not self.folder:
+            raise ValueError("source kind 'folder' needs `folder`, the directory of <TICKER>.csv|parquet")
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"source end {self.end} is before start {self.start}")
+        return self
+
+
+class FeatureConfig(_Frozen):
+    """The named, ordered feature set (see models.features.FEATURES for what each means)."""
+
+    names: tuple[str, ...] = DEFAULT_FEATURES
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from models.features import FEATURES  # local: features imports this module
+
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {sorted(FEATURES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a feature is listed twice in {list(names)}")
+        if not names:
+            raise ValueError("at least one feature is needed")
+        return names
+
+
+class SplitConfig(_Frozen):
+    """Chronological train / validation / test split over the sessions, with purge gaps between."""
+
+    train_fraction: float = Field(default=0.7, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=1)
+    purge_sessions: int | None = Field(
+        default=None,
+        ge=0,
+        description="Sessions left out between splits; None means window + horizon (the minimum).",
+    )
+    embargo_sessions: int = Field(default=0, ge=0, description="Extra sessions after the purge.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.train_fraction + self.validation_fraction >= 1:
+            raise ValueError("train_fraction + validation_fraction must leave room for a test split")
+        return self
+
+
+class LabelConfig(_Frozen):
+    """Up / down / range-bound from the forward return over `horizon` sessions."""
+
+    horizon: int = Field(default=5, ge=1)
+    theta: float = Field(default=0.01, gt=0, description="Forward returns beyond ±theta are up/down.")
+    max_class_share: float = Field(
+        default=0.9, gt=0.34, le=1, description="A split where one class exceeds this share fails."
+    )
+
+
+class WindowConfig(_Frozen):
+    length: int = Field(default=10, ge=1, description="Sessions of features the model sees.")
+
+
+class ModelConfig(_Frozen):
+    """The LSTM stack. recurrent_dropout defaults to 0 so GPUs get the fused cuDNN kernel."""
+
+    name: str = Field(default="updown", pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    lstm_units: tuple[int, ...] = (32,)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    recurrent_dropout: float = Field(default=0.0, ge=0, lt=1)
+    output_activation: Literal["softmax", "sigmoid", "linear"] = Field(
+        default="softmax",
+        description="softmax, or linear logits (from_logits=True). sigmoid is refused by the guards.",
+    )
+    output_width: int = Field(default=3, description="Must equal the number of classes (3).")
+
+    @field_validator("lstm_units")
+    @classmethod
+    def _units(cls, units: tuple[int, ...]) -> tuple[int, ...]:
+        if not units or any(u < 1 for u in units):
+            raise ValueError("lstm_units needs at least one positive layer width")
+        return units
+
+
+class TrainingConfig(_Frozen):
+    epochs: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    seed: int = 42
+    class_weights: bool = True
+    early_stopping_patience: int = Field(default=3, ge=1)
+
+
+class GateConfig(_Frozen):
+    """When a trained model may become the champion."""
+
+    margin: float = Field(
+        default=0.02, ge=0, description="Balanced accuracy must beat every baseline by this much."
+    )
+    champion_tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        description="May lose at most this much balanced accuracy to the champion.",
+    )
+
+
+class PipelineConfig(_Frozen):
+    """Everything that defines one retrain run, except where the data lives."""
+
+    source: SourceConfig = SourceConfig()
+    features: FeatureConfig = FeatureConfig()
+    split: SplitConfig = SplitConfig()
+    labels: LabelConfig = LabelConfig()
+    window: WindowConfig = WindowConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    gate: GateConfig = GateConfig()
+
+    @property
+    def purge_sessions(self) -> int:
+        """The configured purge, or the minimum that keeps windows and horizons apart."""
+        if self.split.purge_sessions is None:
+            return self.window.length + self.labels.horizon
+        return self.split.purge_sessions
+
+
+class Settings(BaseSettings):
+    """Environment-specific settings, read from PIPELINE_* variables when instantiated."""
+
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", frozen=True)
+
+    home: Path = Path(".pipeline")

@@ -1,0 +1,163 @@
+"""The price store: one Parquet file per ticker under `<home>/prices/`, written atomically.
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a reader sees
+the old file or the new one, never a truncated one, and a failed fetch never removes stored rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from models.config import validate_ticker
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
+PRICE_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.timestamp("ns"), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("adj_close", pa.float64(), nullable=False),
+        pa.field("volume", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+class PriceValidationError(ValueError):
+    """Prices that must not enter the store; the message names ticker, date and column."""
+
+
+def price_path(home: Path, ticker: str) -> Path:
+    return Path(home) / "prices" / f"{validate_ticker(ticker)}.parquet"
+
+
+def validate_prices(ticker: str, frame: pd.DataFrame) -> None:
+    """Raise PriceValidationError naming ticker, date and column for the first broken rule."""
+    missing = [c for c in ("date", *PRICE_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise PriceValidationError(f"{ticker}: missing column(s) {missing}")
+    if frame.empty:
+        raise PriceValidationError(f"{ticker}: no rows")
+    dates = frame["date"]
+
+    def first_bad(mask: pd.Series | np.ndarray, column: str, reason: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            i = int(np.argmax(mask))
+            day = pd.Timestamp(dates.iloc[i]).date() if pd.notna(dates.iloc[i]) else "NaT"
+            raise PriceValidationError(
+                f"{ticker} {day} column {column!r}: {reason} ({int(mask.sum())} row(s))"
+            )
+
+    first_bad(dates.isna(), "date", "missing date")
+    for column in PRICE_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        first_bad(values.isna() & frame[column].notna(), column, "not a number")
+        first_bad(values.isna(), column, "missing value")
+        first_bad(~np.isfinite(values.to_numpy(dtype=float)), column, "not finite")
+    for column in ("open", "high", "low", "close", "adj_close"):
+        first_bad(frame[column] <= 0, column, "price must be positive")
+    first_bad(frame["volume"] < 0, "volume", "volume must be >= 0")
+    first_bad(frame["high"] < frame["low"], "high", "high below low")
+    first_bad(frame["open"] > frame["high"], "open", "open above high")
+    first_bad(frame["open"] < frame["low"], "open", "open below low")
+    first_bad(frame["close"] > frame["high"], "close", "close above high")
+    first_bad(frame["close"] < frame["low"], "close", "close below low")
+    first_bad(dates.duplicated(), "date", "duplicate date")
+    first_bad(dates.diff() < pd.Timedelta(0), "date", "dates not sorted ascending")
+
+
+def read_prices(home: Path, ticker: str) -> pd.DataFrame:
+    """The stored prices of one ticker (empty frame with the store's columns when none are stored)."""
+    path = price_path(home, ticker)
+    if not path.exists():
+        return PRICE_SCHEMA.empty_table().to_pandas()
+    return pq.read_table(path, schema=PRICE_SCHEMA).to_pandas()
+
+
+def last_stored_date(home: Path, ticker: str) -> dt.date | None:
+    path = price_path(home, ticker)
+    if not path.exists():
+        return None
+    dates = pq.read_table(path, columns=["date"]).column("date")
+    return None if len(dates) == 0 else pd.Timestamp(dates[-1].as_py()).date()
+
+
+def to_store_table(frame: pd.DataFrame, source: str, fetched_at: pd.Timestamp) -> pa.Table:
+    """Coerce a validated price frame to the store's Arrow schema."""
+    out = pd.DataFrame(
+        {
+            "date": pd.to_datetime(frame["date"]).dt.tz_localize(None).astype("datetime64[ns]"),
+            **{c: frame[c].astype("float64") for c in PRICE_COLUMNS if c != "volume"},
+            "volume": frame["volume"].round().astype("int64"),
+        }
+    )
+    out["source"] = frame["source"] if "source" in frame.columns else source
+    out["fetched_at"] = pd.Timestamp(fetched_at).tz_convert("UTC")
+    return pa.Table.from_pandas(out, schema=PRICE_SCHEMA, preserve_index=False)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file via a temp file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def upsert(
+    home: Path, ticker: str, frame: pd.DataFrame, source: str, fetched_at: pd.Timestamp
+) -> tuple[Path, int]:
+    """Merge new rows into the ticker's file by date; returns (path, rows added or changed).
+
+    Rows whose values are unchanged keep their stored `fetched_at`, and a merge that changes nothing
+    does not rewrite the file, so an idempotent re-run leaves the store byte-for-byte as it was.
+    """
+    validate_prices(ticker, frame)
+    path = price_path(home, ticker)
+    new = to_store_table(frame, source, fetched_at).to_pandas()
+    old = read_prices(home, ticker)
+    merged = new if old.empty else _merge(old, new)
+    validate_prices(ticker, merged)
+    changed = _count_changed(old, merged)
+    if changed:
+        write_atomic(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), path)
+    return path, changed
+
+
+def _merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    value_cols = ["date", *PRICE_COLUMNS]
+    both = old.merge(new[value_cols], on="date", how="inner", suffixes=("", "_new"))
+    same = np.ones(len(both), dtype=bool)
+    for c in PRICE_COLUMNS:
+        same &= np.isclose(both[c], both[f"{c}_new"], rtol=1e-12, atol=0)
+    unchanged_dates = set(both.loc[same, "date"])
+    keep_new = new.loc[~new["date"].isin(unchanged_dates)]
+    keep_old = old.loc[~old["date"].isin(keep_new["date"])]
+    return pd.concat([keep_old, keep_new]).sort_values("date").reset_index(drop=True)
+
+
+def _count_changed(old: pd.DataFrame, merged: pd.DataFrame) -> int:
+    if old.empty:
+        return len(merged)
+    key = ["date", *PRICE_COLUMNS]
+    joined = merged[key].merge(old[key], how="left", indicator=True)
+    return int((joined["_merge"] == "left_only").sum())

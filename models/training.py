@@ -1,0 +1,248 @@
+"""Guarded training of the LSTM on a built dataset.
+
+Inputs are assembled batch by batch from the normalized feature matrix and the window index
+(`WindowBatches`), so memory grows with rows x features, not windows x window x features.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models import guards
+from models.config import CLASS_NAMES, PipelineConfig
+from models.dataset import Arrays, DatasetInfo, audit_leakage, load_arrays
+from models.diagnosis import Diagnosis, GuardFailure
+from models.network import build_model, compile_model
+from models.normalization import read_stats
+from models.windows import SplitRanges, gather
+
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """Batches of (windows, labels[, weights]) gathered on the fly from one feature matrix."""
+
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        ends: np.ndarray,
+        labels: np.ndarray,
+        window: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        class_weight: dict[int, float] | None = None,
+    ):
+        super().__init__()
+        self.matrix, self.ends, self.labels = matrix, ends, labels
+        self.window, self.batch_size, self.shuffle = window, batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(ends)) if shuffle else np.arange(len(ends))
+        self.weights = (
+            None
+            if class_weight is None
+            else np.array([class_weight[k] for k in range(len(CLASS_NAMES))], dtype=np.float32)
+        )
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.ends) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.ends[np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])]
+        x = gather(self.matrix, rows, self.window)
+        y = self.labels[rows]
+        if self.weights is None:
+            return x, y
+        return x, y, self.weights[y.astype(np.int64)]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.ends))
+
+
+@dataclass
+class TrainResult:
+    model_path: str
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    windows_per_second: float
+    diagnoses: list[dict] = field(default_factory=list)
+
+    @property
+    def fatal(self) -> bool:
+        return any(d.get("fatal", True) for d in self.diagnoses)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
+    """n / (k * count_c) per class, from the train labels only."""
+    counts = np.bincount(labels.astype(np.int64), minlength=len(CLASS_NAMES)).astype(float)
+    weights = len(labels) / (len(CLASS_NAMES) * np.maximum(counts, 1))
+    return {k: float(w) for k, w in enumerate(weights)}
+
+
+def normalized_matrix(dataset: DatasetInfo, arrays: Arrays) -> np.ndarray:
+    """Apply the stats read back from the dataset's stats.parquet (never recomputed here)."""
+    stats = read_stats(dataset.stats_path)
+    if stats.features != dataset.features:
+        raise ValueError(f"stats features {stats.features} differ from dataset features {dataset.features}")
+    return stats.apply(arrays.matrix)
+
+
+def preflight(
+    model: keras.Model,
+    matrix: np.ndarray,
+    train_labels: np.ndarray,
+    features: tuple[str, ...],
+    dates: np.ndarray,
+    from_logits: bool,
+    extra: list[Diagnosis] | None = None,
+) -> list[Diagnosis]:
+    """All checks that must pass before the first epoch; raises GuardFailure on a fatal one."""
+    found = [
+        *(extra or []),
+        *guards.check_labels(train_labels),
+        *guards.check_inputs(matrix, features, dates),
+        *guards.check_model(model, from_logits),
+    ]
+    if any(d.fatal for d in found):
+        raise GuardFailure([d for d in found if d.fatal])
+    return found
+
+
+class EpochLogger(keras.callbacks.Callback):
+    def __init__(self, log: Callable[[str], None], epochs: int):
+        super().__init__()
+        self.log, self.epochs, self.started = log, epochs, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.log(
+            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+            f"accuracy {logs.get('accuracy', float('nan')):.4f} | val_loss "
+            f"{logs.get('val_loss', float('nan')):.4f} val_accuracy "
+            f"{logs.get('val_accuracy', float('nan')):.4f} ({time.perf_counter() - self.started:.1f}s)"
+        )
+
+
+def train(
+    dataset: DatasetInfo,
+    config: PipelineConfig,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    labels_override: np.ndarray | None = None,
+) -> TrainResult:
+    """Train the configured LSTM on the dataset; save `model.keras` into `out_dir`.
+
+    Raises GuardFailure when a preflight check fails (nothing is trained). Live guard findings
+    are returned in `TrainResult.diagnoses`; a fatal one means the model must not be promoted.
+
+    Args:
+        labels_override: Replaces the dataset's labels (how tests inject broken labels).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.training.seed)
+    arrays = load_arrays(Path(dataset.path))
+    stats = read_stats(dataset.stats_path)
+    audit_leakage(arrays, SplitRanges.from_dict(dataset.splits), stats, config)  # raises on leakage
+    matrix = normalized_matrix(dataset, arrays)
+    labels = arrays.labels if labels_override is None else labels_override
+    w, bs = config.window.length, config.training.batch_size
+    ends = arrays.ends
+
+    model = build_model(config.model, w, len(dataset.features))
+    compile_model(model, config.model, config.training)
+    flags = [
+        Diagnosis(
+            "constant-feature",
+            f"Feature '{name}' is constant over the train split, so its std was set to 1 instead of 0 "
+            "(a zero std would have put NaN into every input). The model learns nothing from it.",
+            "Drop the feature or lengthen the train split so it varies.",
+            {"feature": name},
+            fatal=False,
+        )
+        for name in stats.std_replaced
+    ]
+    # Only rows a window reads are checked: warm-up rows of other tickers are never inputs.
+    used = np.unique(np.concatenate([e[:, None] - np.arange(w) for e in ends.values() if len(e)]).ravel())
+    diagnoses = preflight(
+        model,
+        matrix[used],
+        labels[ends["train"]],
+        dataset.features,
+        arrays.dates[used],
+        config.model.output_activation == "linear",
+        flags,
+    )
+    for d in diagnoses:
+        log(f"preflight flag: {d}")
+
+    class_weight = balanced_class_weight(labels[ends["train"]]) if config.training.class_weights else None
+    train_batches = WindowBatches(
+        matrix,
+        ends["train"],
+        labels,
+        w,
+        bs,
+        shuffle=True,
+        seed=config.training.seed,
+        class_weight=class_weight,
+    )
+    val_batches = WindowBatches(matrix, ends["validation"], labels, w, bs)
+    probe = ends["validation"][:: max(1, len(ends["validation"]) // 2048)]
+    guard = guards.GuardCallback(gather(matrix, probe, w), log=log)
+    callbacks = [
+        guard,
+        EpochLogger(log, config.training.epochs),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=config.training.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+    ]
+    started = time.perf_counter()
+    history = model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=config.training.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    hist = {k: [float(v) for v in values] for k, values in history.history.items()}
+    epochs_run = len(hist.get("loss", []))
+    val_losses = hist.get("val_loss", [])
+    finite_val = [v if math.isfinite(v) else math.inf for v in val_losses]
+    best_epoch = int(np.argmin(finite_val)) + 1 if finite_val else epochs_run
+    model_path = out_dir / MODEL_FILE
+    model.save(model_path)
+    (out_dir / HISTORY_FILE).write_text(json.dumps(hist))
+    all_diagnoses = [*diagnoses, *guard.diagnoses]
+    return TrainResult(
+        model_path=str(model_path),
+        history=hist,
+        epochs_run=epochs_run,
+        best_epoch=best_epoch,
+        seconds=seconds,
+        windows_per_second=len(ends["train"]) * epochs_run / max(seconds, 1e-9),
+        diagnoses=[d.as_dict() for d in all_diagnoses],
+    )
