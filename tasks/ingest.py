@@ -1,0 +1,46 @@
+"""Prefect tasks around ingestion: fetch with retries, report per ticker."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from models import ingest, sources
+from models.config import SourceConfig
+from models.ingest import IngestRecord
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], task_run_name="ingest-{ticker}")
+def ingest_ticker(source: SourceConfig, ticker: str, home: str, end: dt.date) -> IngestRecord:
+    """Fetch new daily prices for one ticker and merge them into the store."""
+    return ingest.ingest_ticker(source, ticker, Path(home), end)
+
+
+@task
+def resolve_end(source: SourceConfig) -> dt.date:
+    """The last session to load: the configured end or the last closed session."""
+    return ingest.resolve_end(source)
+
+
+@task
+def report_ingest(source: SourceConfig, records: list[IngestRecord], max_failed_share: float) -> list[str]:
+    """Publish the ingest table; fail when too much of the universe is quarantined."""
+    create_table_artifact(
+        key="ingest-report",
+        table=[r.as_dict() for r in records],
+        description=f"Ingest from {sources.source_label(source)}",
+    )
+    quarantined = [r for r in records if r.status == "quarantined"]
+    if len(quarantined) > max_failed_share * len(records):
+        reasons = "; ".join(f"{r.ticker}: {r.reason}" for r in quarantined)
+        raise RuntimeError(
+            f"{len(quarantined)} of {len(records)} tickers failed to ingest "
+            f"(more than {max_failed_share:.0%}): {reasons}"
+        )
+    if quarantined:
+        get_run_logger().warning("quarantined: %s", ", ".join(r.ticker for r in quarantined))
+    return [r.ticker for r in records if r.status != "quarantined"]

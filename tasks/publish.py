@@ -1,0 +1,80 @@
+"""Prefect task: publish the bundle, show it to people (artifacts) and automations (events)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from models import sources
+from models.config import PipelineConfig
+from models.dataset import DatasetInfo
+from models.publication import publish_run
+from models.registry import Registry
+
+
+@task
+def publish(
+    config: PipelineConfig,
+    dataset: DatasetInfo,
+    trained: dict,
+    evaluation: dict,
+    registry_root: str,
+    run_dir: str,
+) -> dict:
+    """Write the bundle as a new version; promoted versions move the aliases."""
+    registry = Registry(registry_root)
+    bundle, manifest = publish_run(
+        registry,
+        config,
+        dataset,
+        trained,
+        evaluation,
+        sources.describe(config.source),
+        str(flow_run.get_id()) if flow_run.get_id() else None,
+        Path(run_dir) / "publish",
+    )
+    verdict = manifest["gate"]["verdict"]
+    uri = bundle.path.resolve().as_uri()
+    create_markdown_artifact(
+        key="retrain-report",
+        markdown=(bundle.path / "report.md").read_text(),
+        description=f"{bundle} {verdict}",
+    )
+    rows = [{"model": "this model", **_scores(manifest["metrics"])}]
+    rows += [{"model": name, **_scores(b)} for name, b in manifest["baselines"].items()]
+    create_table_artifact(key="retrain-metrics", table=rows, description=f"{bundle} test metrics")
+    create_link_artifact(key="model-bundle", link=uri, link_text=f"{bundle} ({verdict})")
+    emit_event(
+        event="model.published" if verdict == "promoted" else "model.rejected",
+        resource={
+            "prefect.resource.id": f"model.{bundle.model}.{bundle.version}",
+            "prefect.resource.name": str(bundle),
+            "url": uri,
+        },
+        payload={
+            "model": bundle.model,
+            "version": bundle.version,
+            "verdict": verdict,
+            "reasons": manifest["gate"]["reasons"],
+        },
+    )
+    get_run_logger().info("published %s (%s) at %s", bundle, verdict, bundle.path)
+    return {
+        "model": bundle.model,
+        "version": bundle.version,
+        "path": str(bundle.path),
+        "verdict": verdict,
+        "reasons": manifest["gate"]["reasons"],
+        "metrics": _scores(manifest["metrics"]),
+        "baselines": {name: _scores(b) for name, b in manifest["baselines"].items()},
+        "synthetic_data": manifest["synthetic_data"],
+    }
+
+
+def _scores(metrics: dict) -> dict:
+    return {k: round(float(metrics[k]), 4) for k in ("accuracy", "balanced_accuracy") if k in metrics}
