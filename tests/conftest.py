@@ -1,0 +1,41 @@
+"""Test-session environment: Prefect, Keras and TensorFlow state in a fresh folder of the work tree."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Set before anything imports prefect: a PREFECT_HOME shared between sessions leaks cache records.
+(ROOT / ".prefect").mkdir(exist_ok=True)
+_SESSION_HOME = tempfile.mkdtemp(prefix="pytest-", dir=ROOT / ".prefect")
+os.environ["PREFECT_HOME"] = _SESSION_HOME
+for key, value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "KERAS_HOME": str(Path(_SESSION_HOME) / "keras"),
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+}.items():
+    os.environ.setdefault(key, value)
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("PIPELINE_HOME", None)
+
+import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A temporary Prefect API (SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

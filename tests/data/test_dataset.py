@@ -1,0 +1,113 @@
+"""Normalization stats from the train split only, the leakage audit, and the label contract."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from models import dataset as ds
+from models.diagnosis import GuardFailure
+from models.normalization import fit_normalization, read_stats, write_stats
+from models.windows import SplitRanges
+from tests.helpers import sample_prices, tiny_config
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    config = tiny_config()
+    prices = sample_prices(config)
+    out = tmp_path_factory.mktemp("dataset")
+    return config, prices, ds.build_dataset(prices, config, out, {"kind": "sample"})
+
+
+def test_stats_equal_pandas_over_exactly_the_train_rows(built):
+    config, prices, info = built
+    lo, hi = (pd.Timestamp(d) for d in info.splits["train"])
+    from models.features import compute_features
+
+    frames = [compute_features(p, config.features.names) for p in prices.values()]
+    rows = pd.concat(frames)
+    train = rows[(rows["date"] >= lo) & (rows["date"] <= hi)]
+    stats = pq.read_table(info.stats_path).to_pandas().set_index("feature")
+    for name in config.features.names:
+        assert stats.loc[name, "mean"] == pytest.approx(train[name].mean(), rel=1e-9)
+        assert stats.loc[name, "std"] == pytest.approx(train[name].std(ddof=0), rel=1e-9)
+        assert stats.loc[name, "count"] == len(train)
+    meta = read_stats(info.stats_path).metadata
+    assert meta["fit_start"] == info.splits["train"][0] and meta["fit_end"] == info.splits["train"][1]
+
+
+def test_prices_after_the_train_split_do_not_change_stats_or_train_windows(built, tmp_path):
+    config, prices, info = built
+    train_end = pd.Timestamp(info.splits["train"][1])
+    mutated = {}
+    for ticker, frame in prices.items():
+        frame = frame.copy()
+        later = frame["date"] > train_end
+        for column in ("open", "high", "low", "close", "adj_close"):
+            frame.loc[later, column] *= 1.5
+        frame.loc[later, "volume"] *= 3
+        mutated[ticker] = frame
+    other = ds.build_dataset(mutated, config, tmp_path, {"kind": "sample"})
+    assert other.fingerprint != info.fingerprint  # the data did change...
+    a, b = pq.read_table(info.stats_path), pq.read_table(other.stats_path)
+    assert a.equals(b)  # ...but not one stats value (only the fingerprint in the metadata differs)
+    assert read_stats(info.stats_path).metadata["fit_end"] == read_stats(other.stats_path).metadata["fit_end"]
+    arrays_a, arrays_b = ds.load_arrays(info.path), ds.load_arrays(other.path)
+    np.testing.assert_array_equal(arrays_a.ends["train"], arrays_b.ends["train"])
+    np.testing.assert_array_equal(
+        arrays_a.labels[arrays_a.ends["train"]], arrays_b.labels[arrays_b.ends["train"]]
+    )
+    rows = arrays_a.ends["train"][:, None] - np.arange(config.window.length)
+    np.testing.assert_array_equal(arrays_a.matrix[rows], arrays_b.matrix[rows])
+
+
+def test_same_inputs_same_fingerprint_and_windows(built, tmp_path):
+    config, prices, info = built
+    again = ds.build_dataset(prices, config, tmp_path, {"kind": "sample"})
+    assert again.fingerprint == info.fingerprint
+    assert again.sizes == info.sizes
+
+
+def test_purge_zero_is_rejected_by_the_audit(tmp_path):
+    config = tiny_config(split={"purge_sessions": 0})
+    with pytest.raises(GuardFailure, match="purge of 0 sessions") as err:
+        ds.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+    assert err.value.codes == ["leakage"]
+
+
+def test_stats_fitted_over_all_rows_are_rejected_by_the_audit(built):
+    config, prices, info = built
+    arrays = ds.load_arrays(info.path)
+    leaky = fit_normalization(
+        arrays.matrix,
+        config.features.names,
+        {
+            "fit_start": info.splits["train"][0],
+            "fit_end": str(pd.Timestamp(arrays.dates.max()).date()),
+        },
+    )
+    with pytest.raises(GuardFailure, match="beyond the train split") as err:
+        ds.audit_leakage(arrays, SplitRanges.from_dict(info.splits), leaky, config)
+    assert err.value.codes == ["leakage"]
+
+
+def test_degenerate_labels_fail_the_contract(tmp_path):
+    config = tiny_config(labels={"theta": 0.5})  # nothing moves 50 % in 5 days: all range_bound
+    with pytest.raises(GuardFailure) as err:
+        ds.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+    assert "class-missing" in err.value.codes and "class-imbalance" in err.value.codes
+    assert "range_bound" in str(err.value)
+
+
+def test_zero_std_becomes_one_and_is_recorded(tmp_path):
+    matrix = np.column_stack([np.arange(10.0), np.zeros(10)])
+    stats = fit_normalization(
+        matrix, ("moving", "constant"), {"fit_start": "2020-01-01", "fit_end": "2020-01-10"}
+    )
+    assert stats.std_replaced == ("constant",)
+    assert np.isfinite(stats.apply(matrix)).all()
+    back = read_stats(write_stats(stats, tmp_path / "stats.parquet"))
+    assert back.std_replaced == ("constant",) and back.std[1] == 1.0
+    plain = pq.read_table(tmp_path / "stats.parquet").to_pandas()  # readable without project code
+    assert list(plain.columns) == ["feature", "mean", "std", "count", "scope", "std_replaced"]

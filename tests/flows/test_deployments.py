@@ -1,0 +1,48 @@
+"""prefect.yaml parses and deploys against a real Prefect API (the session's temporary server)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def prefect_cli(*args: str) -> subprocess.CompletedProcess:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    cli = Path(sys.executable).with_name("prefect")
+    return subprocess.run([str(cli), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_deployments_deploy_with_schedule_and_concurrency_limit():
+    created = prefect_cli("work-pool", "create", "updown-process", "--type", "process", "--overwrite")
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = prefect_cli("deploy", "--all", "--no-prompt")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return {
+                name: await client.read_deployment_by_name(name)
+                for name in ("retrain/nightly", "retrain/manual", "ingest/backfill")
+            }
+
+    import asyncio
+
+    deployments = asyncio.run(read())
+    nightly = deployments["retrain/nightly"]
+    (schedule,) = nightly.schedules
+    assert schedule.schedule.cron == "30 18 * * 1-5"
+    assert schedule.schedule.timezone == "America/New_York"
+    assert nightly.parameters["config"]["source"]["kind"] == "yfinance"
+    assert nightly.work_pool_name == "updown-process"
+    assert nightly.global_concurrency_limit is not None or nightly.concurrency_limit == 1
+    assert json.dumps(deployments["retrain/manual"].parameters) == "{}"

@@ -1,0 +1,79 @@
+"""The retrain flow end to end on Prefect's temporary API, with real training and real files."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from flows.retrain import retrain
+from models.errors import ModelRejected
+from models.registry import Registry
+from tests.helpers import learning_config, tiny_config
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def first_run(home):
+    config = learning_config("signal", training={"epochs": 3}, model={"lstm_units": [16]})
+    return config, retrain(config, str(home))
+
+
+def test_publishes_a_complete_verified_bundle(home, first_run):
+    config, summary = first_run
+    bundle = Path(summary["path"])
+    assert summary["version"] == 1 and summary["verdict"] == "promoted"
+    assert bundle == home.resolve() / "registry" / "updown" / "1"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == {
+        "model.keras",
+        "stats.parquet",
+        "report.md",
+        "curves.png",
+        "confusion.png",
+    }
+    for name, entry in manifest["files"].items():
+        data = (bundle / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    assert manifest["synthetic_data"] is True and "SYNTHETIC" in manifest["source"]["notice"]
+    assert manifest["labels"]["classes"] == ["down", "range_bound", "up"]
+    assert manifest["features"] == list(config.features.names)
+    assert manifest["flow_run_id"]
+    assert json.loads((bundle.parent / "aliases.json").read_text()) == {"latest": 1, "champion": 1}
+
+
+def test_bundle_loads_safely_and_predicts_probabilities(first_run):
+    config, summary = first_run
+    model = keras.saving.load_model(Path(summary["path"]) / "model.keras", safe_mode=True)
+    x = np.random.default_rng(0).normal(size=(7, config.window.length, len(config.features.names)))
+    probs = model.predict(x.astype("float32"), verbose=0)
+    assert probs.shape == (7, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_second_run_publishes_version_two(home, first_run):
+    config, _ = first_run
+    summary = retrain(config, str(home))
+    assert summary["version"] == 2
+    assert Registry(home / "registry").aliases("updown") == {"latest": 2, "champion": 2}
+
+
+def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
+    config = tiny_config(gate={"margin": 0.9})  # unreachable: nothing can be promoted
+    registry = Registry(home / "registry")
+    before = registry.aliases("updown")
+    state = retrain(config, str(home), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ModelRejected)
+    assert error.summary["verdict"] == "rejected"
+    assert registry.aliases("updown") == before
+    assert error.summary["version"] in registry.versions("updown")  # kept for inspection
