@@ -30,6 +30,9 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 MANIFEST = "manifest.json"
 ALIASES = "aliases.json"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
 REF_PATTERN = re.compile(
     r"^(?P<model>[a-z0-9][a-z0-9_\-]*)(?:@(?P<alias>[a-z][a-z0-9_\-]*)|/(?P<version>\d+))?$"
 )
@@ -78,6 +81,7 @@ class Registry:
     """A registry rooted at a local folder."""
 
     def __init__(self, root: str | Path):
+        self.url = str(root)
         self.root = Path(root)
 
     def model_dir(self, model: str) -> Path:
@@ -157,18 +161,39 @@ class Registry:
         return manifest
 
     def publish(self, model: str, files: Mapping[str, Path], manifest: dict, promote: bool) -> BundleRef:
-        """Copy `files` into a new version, manifest last, rename into place, move aliases.
+        """Add a new version and, when `promote` is true, move `latest` and `champion` to it.
 
-        With `promote` both `latest` and `champion` move to the new version; otherwise (a rejected
-        model) the version is kept for inspection and no alias points at it.
+        A caller that wants to check the bundle before it goes live (the serving smoke test) calls
+        `add_version` and `promote` separately instead.
         """
+        bundle = self.add_version(model, files, manifest)
+        if promote:
+            self.promote(model, bundle.version)
+        return bundle
+
+    def add_version(self, model: str, files: Mapping[str, Path], manifest: dict) -> BundleRef:
+        """Copy `files` into a new version folder, manifest last, and rename it into place.
+
+        No alias moves: the version is listed and resolvable as `model/N`, but no consumer of
+        `model@champion` sees it until `promote`. Leftovers of a publisher that died (temporary
+        folders, half-removed versions, alias temp files) are removed first.
+
+        Args:
+            model: Registry name of the model.
+            files: Bundle file name -> source path (everything except manifest.json).
+            manifest: The manifest fields; schema_version, model, version and files are set here.
+
+        Returns:
+            The new version.
+        """
+        if MANIFEST in files:
+            raise ValueError(f"{MANIFEST} is written by the registry, not passed as a file")
         with self._locked(model):
             folder = self.model_dir(model)
-            for stale in folder.glob(".tmp-*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            self._clean_leftovers(folder)
             taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
             version = max(taken, default=0) + 1
-            tmp = folder / f".tmp-{version}-{uuid.uuid4().hex}"
+            tmp = folder / f"{TMP_PREFIX}{version}-{uuid.uuid4().hex}"
             tmp.mkdir()
             listing = {}
             for name, source in files.items():
@@ -182,20 +207,117 @@ class Registry:
                 "version": version,
                 "files": listing,
             }
+            # The manifest is the completeness marker: written (and synced) after every file.
             _write_json_atomic(tmp / MANIFEST, final)
             _fsync_dir(tmp)
             os.rename(tmp, folder / str(version))
             _fsync_dir(folder)
-            if promote:
-                self._set_aliases(model, {"latest": version, "champion": version})
             return BundleRef(model, version, folder / str(version))
 
-    def set_alias(self, model: str, alias: str, version: int) -> None:
-        """Point `alias` at an existing version (e.g. roll the champion back)."""
-        self.resolve(f"{model}/{version}")
-        with self._locked(model):
-            self._set_aliases(model, {alias: version})
+    def promote(self, model: str, version: int) -> dict[str, int]:
+        """Make `version` the champion (and `latest`, unless a newer version already is).
 
-    def _set_aliases(self, model: str, changes: dict[str, int]) -> None:
+        The bundle is verified first; a version whose gate verdict is not `promoted` is refused.
+
+        Returns:
+            The alias table after the change.
+        """
+        manifest = self.verify(f"{model}/{version}")
+        verdict = manifest.get("gate", {}).get("verdict", "promoted")
+        if verdict != "promoted":
+            raise RegistryError(f"{model}/{version} was {verdict}; refusing to promote it")
+        with self._locked(model):
+            current = self.aliases(model)
+            # Two runs promoting out of order must not move `latest` backwards.
+            latest = max(version, int(current.get("latest", 0)))
+            return self._set_aliases(model, {"champion": version, "latest": latest})
+
+    def reject(self, model: str, version: int, reason: str, report: str | None = None) -> dict:
+        """Mark an unaliased version rejected after the fact (e.g. its serving smoke test failed).
+
+        The gate verdict becomes `rejected` and `reason` is appended to the gate reasons; `report`
+        replaces report.md. The files and manifest are replaced one by one (atomically each), so a
+        crash in between leaves a checksum mismatch on a version no alias points at, which
+        `verify` refuses to load.
+
+        Returns:
+            The new manifest.
+        """
+        with self._locked(model):
+            if version in self.aliases(model).values():
+                raise RegistryError(f"{model}/{version} is aliased; move the alias before rejecting it")
+            bundle = self.resolve(f"{model}/{version}")
+            manifest = json.loads((bundle.path / MANIFEST).read_text())
+            gate = dict(manifest.get("gate") or {})
+            gate["verdict"] = "rejected"
+            gate["reasons"] = [*gate.get("reasons", []), reason]
+            manifest["gate"] = gate
+            if report is not None:
+                target = bundle.path / "report.md"
+                tmp = bundle.path / f".report.md.{uuid.uuid4().hex}.tmp"
+                tmp.write_text(report)
+                os.replace(tmp, target)
+                manifest["files"]["report.md"] = {
+                    "sha256": sha256_file(target),
+                    "bytes": target.stat().st_size,
+                }
+            _write_json_atomic(bundle.path / MANIFEST, manifest)
+            return manifest
+
+    def prune(self, model: str, keep: int = 10) -> list[int]:
+        """Delete all but the newest `keep` versions, never one an alias points at.
+
+        The newest version always stays, so version numbers are never reused. A version is first
+        renamed out of the listing, then deleted, so a crash never leaves a half-deleted version
+        listed.
+
+        Returns:
+            The versions removed, ascending.
+        """
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        with self._locked(model):
+            folder = self.model_dir(model)
+            versions = self.versions(model)
+            kept = set(versions[-keep:]) | {int(v) for v in self.aliases(model).values()}
+            removed = [v for v in versions if v not in kept]
+            for v in removed:
+                trash = folder / f"{TRASH_PREFIX}{v}-{uuid.uuid4().hex}"
+                os.rename(folder / str(v), trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            return removed
+
+    def set_alias(self, model: str, alias: str, version: int, *, force: bool = False) -> dict[str, int]:
+        """Point `alias` at an existing, verified version (e.g. roll the champion back).
+
+        A rejected version is refused unless `force` is set.
+        """
+        if not ALIAS_PATTERN.fullmatch(alias):
+            raise RegistryError(f"{alias!r} is not a valid alias name")
+        manifest = self.verify(f"{model}/{version}")
+        verdict = manifest.get("gate", {}).get("verdict", "promoted")
+        if verdict != "promoted" and not force:
+            raise RegistryError(f"{model}/{version} was {verdict}; pass force to alias it anyway")
+        with self._locked(model):
+            return self._set_aliases(model, {alias: version})
+
+    def load_predictor(self, ref: str):
+        """A verified `models.predictor.Predictor` for `ref` (imports Keras on first use)."""
+        from models.predictor import load_predictor
+
+        return load_predictor(self, ref)
+
+    def _set_aliases(self, model: str, changes: dict[str, int]) -> dict[str, int]:
         table = {**self.aliases(model), **changes}
         _write_json_atomic(self.model_dir(model) / ALIASES, table)
+        _fsync_dir(self.model_dir(model))
+        return table
+
+    @staticmethod
+    def _clean_leftovers(folder: Path) -> None:
+        """Remove what a killed publisher, pruner or alias writer left behind (caller holds the lock)."""
+        for path in folder.iterdir():
+            if path.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.startswith(f".{ALIASES}.") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)

@@ -1,0 +1,121 @@
+"""A separate publishing process for the registry tests (run as a script, never imported by pytest).
+
+    python publisher.py publish ROOT COUNT          publish COUNT versions, print their numbers
+    python publisher.py crash ROOT STEP             publish one version, SIGKILL itself at STEP
+
+The crash points are set by wrapping the file-system calls the registry makes, inside this process
+only, so the registry code under test is exactly the code that runs in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from models import registry as registry_module  # noqa: E402
+from models.registry import ALIASES, MANIFEST, Registry  # noqa: E402
+
+MODEL = "updown"
+STEPS = (
+    "mid-copy",  # one bundle file copied into the temporary folder, the others not
+    "after-copy",  # every file copied, no manifest yet
+    "mid-manifest",  # manifest temp file written and synced, not yet renamed to manifest.json
+    "before-rename",  # complete temporary folder, not yet renamed into place
+    "after-rename",  # version folder in place, aliases not moved
+    "mid-alias",  # aliases temp file written, not yet swapped in
+    "after-alias",  # aliases swapped, lock not yet released
+)
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def bundle_files(folder: Path, tag: str) -> dict[str, Path]:
+    """Small stand-ins for the bundle files: the registry treats every file alike."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, size in (("model.keras", 200_000), ("stats.parquet", 3_000), ("report.md", 500)):
+        path = folder / name
+        path.write_bytes((tag.encode() * size)[:size])
+        files[name] = path
+    return files
+
+
+def manifest(tag: str) -> dict:
+    return {"created_at": tag, "gate": {"verdict": "promoted", "reasons": []}}
+
+
+def arm(step: str) -> None:
+    """Replace the registry's file-system calls in this process so it dies at `step`."""
+    real_copy, real_replace, real_rename = shutil.copyfile, os.replace, os.rename
+    copies = []
+
+    def copyfile(src, dst, *args, **kwargs):
+        out = real_copy(src, dst, *args, **kwargs)
+        copies.append(dst)
+        if step == "mid-copy" and len(copies) == 1:
+            die()
+        return out
+
+    def write_json(path, payload):
+        if step == "after-copy" and Path(path).name == MANIFEST:
+            die()
+        return real_write_json(path, payload)
+
+    def replace(src, dst, *args, **kwargs):
+        name = Path(dst).name
+        if (step == "mid-manifest" and name == MANIFEST) or (step == "mid-alias" and name == ALIASES):
+            die()
+        out = real_replace(src, dst, *args, **kwargs)
+        if step == "after-alias" and name == ALIASES:
+            die()
+        return out
+
+    def rename(src, dst, *args, **kwargs):
+        if step == "before-rename" and Path(src).name.startswith(registry_module.TMP_PREFIX):
+            die()
+        out = real_rename(src, dst, *args, **kwargs)
+        if step == "after-rename" and Path(src).name.startswith(registry_module.TMP_PREFIX):
+            die()
+        return out
+
+    real_write_json = registry_module._write_json_atomic
+    shutil.copyfile = copyfile
+    os.replace = replace
+    os.rename = rename
+    registry_module._write_json_atomic = write_json
+
+
+def main(argv: list[str]) -> int:
+    mode, root = argv[0], Path(argv[1])
+    registry = Registry(root)
+    scratch = root.parent / f"scratch-{os.getpid()}"
+    if mode == "publish":
+        done = []
+        for i in range(int(argv[2])):
+            files = bundle_files(scratch / str(i), f"{os.getpid()}-{i}")
+            done.append(registry.publish(MODEL, files, manifest(f"{os.getpid()}-{i}"), promote=True).version)
+        print(json.dumps(done))
+        return 0
+    if mode == "crash":
+        step = argv[2]
+        if step not in STEPS:
+            raise SystemExit(f"unknown step {step!r}; steps: {STEPS}")
+        files = bundle_files(scratch, f"crash-{step}")
+        arm(step)
+        registry.publish(MODEL, files, manifest(f"crash-{step}"), promote=True)
+        print("published without crashing", file=sys.stderr)
+        return 3
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
