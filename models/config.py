@@ -62,6 +62,18 @@ class SourceConfig(_Frozen):
     )
     sample_seed: int = 7
     overlap_sessions: int = Field(default=5, ge=0, description="Sessions refetched to detect restatements.")
+    restatement_tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        description="Relative adj_close difference on the overlap beyond which history counts as "
+        "restated (a split or dividend adjustment) and is refetched in full.",
+    )
+    max_daily_move: float = Field(
+        default=0.5,
+        gt=0,
+        description="A one-session adj_close move larger than this fraction (0.5 = 50 %) quarantines "
+        "the ticker: adjusted prices do not jump like that without a data error.",
+    )
 
     @field_validator("tickers")
     @classmethod

@@ -21,6 +21,8 @@ class IngestRecord:
     rows_added: int = 0
     first_date: str | None = None
     last_date: str | None = None
+    gaps: int = 0  # sessions of the exchange missing between first_date and last_date
+    fetched_from: str | None = None  # first date asked of the source this run
     reason: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -49,27 +51,74 @@ def ingest_ticker(
 ) -> IngestRecord:
     """Fetch new sessions of `ticker` (plus an overlap) and upsert them into the store.
 
+    When the overlap's adj_close differs from the stored one beyond the configured tolerance (a split
+    or dividend restated the adjusted history), the full history is refetched and replaces the file.
+
+    Args:
+        source: Source settings, including overlap, tolerance and validation limits.
+        ticker: Symbol to ingest.
+        home: Data home; the store is `<home>/prices`.
+        end: Last session to load (inclusive).
+        fetched_at: Time recorded on new rows, and the "today" future dates are judged against.
+
     Raises:
-        sources.SourceError: the source delivered nothing although sessions have closed.
-        store.PriceValidationError: the fetched prices break a validation rule.
+        ValueError: the symbol is not Yahoo-style.
+        sources.SourceError: the source delivered nothing although sessions have closed
+            (sources.TransientSourceError when retrying may help).
+        store.PriceValidationError: the fetched prices break a validation rule; the store is untouched.
     """
     fetched_at = fetched_at or pd.Timestamp.now(tz="UTC")
+    rules = store.ValidationRules(
+        exchange=source.exchange,
+        max_daily_move=source.max_daily_move,
+        today=fetched_at.tz_convert("UTC").date(),
+    )
+    label = sources.source_label(source)
     last = store.last_stored_date(home, ticker)
     if last is not None and last >= end:
-        stored = store.read_prices(home, ticker)
-        return IngestRecord(ticker, "up_to_date", 0, str(stored["date"].iloc[0].date()), str(last))
+        return _record(source, home, ticker, "up_to_date", 0, None)
     start = fetch_window(source, last, end)
-    frame = sources.load(source, ticker, start, end)
+    frame = _load(source, ticker, start, end, home, rules.today)
+    restated = store.restated_dates(store.read_prices(home, ticker), frame, source.restatement_tolerance)
+    if restated and start > source.start:
+        # Adjusted prices before the overlap changed too: only a full refetch makes them consistent.
+        full = _load(source, ticker, source.start, end, home, rules.today)
+        _, changed = store.replace_prices(home, ticker, full, label, fetched_at, rules)
+        reason = f"adj_close restated on {len(restated)} overlap session(s) from {restated[0]}"
+        return _record(source, home, ticker, "restated", changed, source.start, reason)
+    _, changed = store.upsert(home, ticker, frame, label, fetched_at, rules)
+    return _record(source, home, ticker, "ok", changed, start)
+
+
+def _load(
+    source: SourceConfig, ticker: str, start: dt.date, end: dt.date, home: Path, today: dt.date
+) -> pd.DataFrame:
+    frame = sources.load(source, ticker, start, end, home, today)
     if frame.empty:
         raise sources.SourceError(f"{ticker}: the {source.kind} source returned no prices for {start}..{end}")
-    _, changed = store.upsert(home, ticker, frame, sources.source_label(source), fetched_at)
+    return frame
+
+
+def _record(
+    source: SourceConfig,
+    home: Path,
+    ticker: str,
+    status: str,
+    rows: int,
+    fetched_from: dt.date | None,
+    reason: str | None = None,
+) -> IngestRecord:
     stored = store.read_prices(home, ticker)
+    gaps = store.session_gaps(source.exchange, stored["date"])
     return IngestRecord(
         ticker,
-        "ok",
-        changed,
+        status,
+        rows,
         str(stored["date"].iloc[0].date()),
         str(stored["date"].iloc[-1].date()),
+        gaps=len(gaps),
+        fetched_from=None if fetched_from is None else str(fetched_from),
+        reason=reason,
     )
 
 

@@ -8,12 +8,13 @@ another: the source a model was trained on is always the one configured, and it 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from models import sample
+from models import sample, store
 from models.config import SourceConfig, validate_ticker
 
 COLUMN_ALIASES = {
@@ -32,7 +33,11 @@ COLUMN_ALIASES = {
 
 
 class SourceError(RuntimeError):
-    """A source could not deliver prices for a ticker (network, unknown symbol, unreadable file)."""
+    """A source could not deliver prices for a ticker (unknown symbol, unreadable file, no rows)."""
+
+
+class TransientSourceError(SourceError):
+    """A failure that may pass on its own (network, HTTP 5xx, rate limit): worth retrying later."""
 
 
 def describe(source: SourceConfig) -> dict[str, object]:
@@ -59,8 +64,30 @@ def source_label(source: SourceConfig) -> str:
     return "yfinance"
 
 
-def load(source: SourceConfig, ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Daily prices of `ticker` from `start` to `end` (inclusive) from the configured source."""
+def load(
+    source: SourceConfig,
+    ticker: str,
+    start: dt.date,
+    end: dt.date,
+    home: Path | None = None,
+    today: dt.date | None = None,
+) -> pd.DataFrame:
+    """Daily prices of `ticker` from `start` to `end` (inclusive) from the configured source.
+
+    Args:
+        source: Which source, and its settings.
+        ticker: Yahoo-style symbol; refused before any path or URL is built from it.
+        start: First date (inclusive).
+        end: Last date (inclusive).
+        home: Data home; yfinance keeps its caches under `<home>/cache/yfinance`.
+        today: When given, a row dated after it is refused, although it lies outside the window:
+            a file with future dates is broken as a whole.
+
+    Raises:
+        ValueError: the symbol is not Yahoo-style.
+        store.PriceValidationError: a row is dated after `today`.
+        SourceError: the source cannot deliver (TransientSourceError when a retry may help).
+    """
     ticker = validate_ticker(ticker)
     if source.kind == "sample":
         frame = sample.generate(
@@ -74,7 +101,17 @@ def load(source: SourceConfig, ticker: str, start: dt.date, end: dt.date) -> pd.
     elif source.kind == "folder":
         frame = read_folder_file(Path(source.folder or ""), ticker)
     else:
-        frame = fetch_yfinance([ticker], start, end)[ticker]
+        if home is None:
+            raise ValueError("the yfinance source needs the data home (for yfinance's caches)")
+        frame = fetch_yfinance([ticker], start, end, home)[ticker]
+    if today is not None:
+        future = frame["date"] > pd.Timestamp(today)
+        if future.any():
+            day = frame.loc[future, "date"].iloc[0].date()
+            raise store.PriceValidationError(
+                f"{ticker} {day} column 'date': date is in the future (today is {today}) "
+                f"({int(future.sum())} row(s))"
+            )
     in_range = (frame["date"] >= pd.Timestamp(start)) & (frame["date"] <= pd.Timestamp(end))
     return frame.loc[in_range].reset_index(drop=True)
 
@@ -133,35 +170,96 @@ def read_folder_file(folder: Path, ticker: str) -> pd.DataFrame:
     return frame
 
 
-def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.DataFrame]:
-    """Download unadjusted OHLC + Adj Close through yfinance; an empty result raises for that ticker.
+def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path) -> dict[str, pd.DataFrame]:
+    """Unadjusted OHLC, Adj Close and volume per ticker through yfinance, or an error naming the ticker.
 
-    `yf.download` does not raise when Yahoo is unreachable or a symbol is unknown: it logs and returns
-    an empty frame. That is turned into a SourceError naming the ticker.
+    `Ticker.history` is used rather than `yf.download`: the latter logs failures and returns an empty
+    frame, which hides whether Yahoo was down (retry) or the symbol is unknown (quarantine). Both
+    run the same request and parsing code per ticker.
+
+    Args:
+        tickers: Yahoo symbols.
+        start: First date (inclusive).
+        end: Last date (inclusive).
+        home: Data home; yfinance's timezone and cookie caches go to `<home>/cache/yfinance`
+            instead of the user's home folder.
+
+    Raises:
+        TransientSourceError: network failure, HTTP 5xx (Yahoo's HTML error page) or rate limit.
+        SourceError: unknown or delisted symbol, or no rows in the window.
     """
     import yfinance as yf  # imported here: it is slow to import and only this source needs it
 
-    raw = yf.download(
-        tickers,
-        start=start.isoformat(),
-        end=(end + dt.timedelta(days=1)).isoformat(),  # yfinance's end is exclusive
-        interval="1d",
-        auto_adjust=False,
-        actions=False,
-        group_by="column",
-        multi_level_index=True,
-        progress=False,
-        threads=len(tickers) > 1,
-    )
+    # yfinance 1.7 exports only this name; it moves the timezone, cookie and ISIN caches together.
+    yf.set_tz_cache_location(str(Path(home) / "cache" / "yfinance"))
+    # Raise instead of logging and returning an empty frame, so failures can be told apart.
+    yf.config.debug.hide_exceptions = False
     out: dict[str, pd.DataFrame] = {}
     for ticker in tickers:
-        if raw is None or raw.empty or ticker not in raw.columns.get_level_values("Ticker"):
+        try:
+            raw = yf.Ticker(ticker).history(
+                start=start.isoformat(),
+                end=(end + dt.timedelta(days=1)).isoformat(),  # yfinance's end is exclusive
+                interval="1d",
+                auto_adjust=False,
+                actions=False,
+                timeout=30,
+            )
+        except Exception as err:  # classified below: yfinance raises many unrelated types
+            raise classify_yfinance_error(ticker, err) from err
+        if raw is None or raw.dropna(how="all").empty:
             raise SourceError(f"{ticker}: yfinance returned no prices for {start}..{end}")
-        one = raw.xs(ticker, axis=1, level="Ticker").dropna(how="all")
-        if one.empty:
-            raise SourceError(f"{ticker}: yfinance returned no prices for {start}..{end}")
-        one = one.reset_index()
-        one = normalize_columns(one, f"yfinance {ticker}")
+        one = normalize_columns(raw.dropna(how="all").reset_index(), f"yfinance {ticker}")
         one["date"] = pd.to_datetime(one["date"]).dt.tz_localize(None).astype("datetime64[ns]")
         out[ticker] = one
     return out
+
+
+# Exception type names of the HTTP clients yfinance may use (curl_cffi or requests) for a failure
+# on the wire; matched by name so neither client has to be imported here.
+_NETWORK_ERROR_NAMES = frozenset(
+    {
+        "ConnectionError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "Timeout",
+        "TimeoutError",
+        "ChunkedEncodingError",
+        "RemoteDisconnected",
+        "ProxyError",
+        "SSLError",
+        "CurlError",
+        "RequestException",
+    }
+)
+
+
+def classify_yfinance_error(ticker: str, err: BaseException) -> SourceError:
+    """Turn an exception raised inside yfinance into a SourceError naming the ticker.
+
+    Transient: a rate limit, a failure on the wire, or a reply that is not JSON (Yahoo answers a
+    server error with an HTML page, which yfinance then fails to decode). Everything else, an
+    unknown or delisted symbol first of all, is permanent for this run.
+    """
+    from yfinance import exceptions as yfe
+
+    if isinstance(err, yfe.YFRateLimitError):
+        return TransientSourceError(f"{ticker}: yfinance was rate limited by Yahoo (HTTP 429): {err}")
+    names = {cls.__name__ for cls in type(err).__mro__}
+    if "HTTPError" in names:  # raised by raise_for_status(): the status decides
+        status = getattr(getattr(err, "response", None), "status_code", None) or 0
+        if status >= 500:
+            return TransientSourceError(f"{ticker}: Yahoo answered HTTP {status}: {err}")
+        # yfinance falls back to quoteSummary for a symbol without a timezone; its 404 means unknown.
+        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo (HTTP {status}: {err})")
+    if isinstance(err, (OSError, TimeoutError)) or names & _NETWORK_ERROR_NAMES:
+        return TransientSourceError(f"{ticker}: network error while fetching from Yahoo: {err!r}")
+    if isinstance(err, json.JSONDecodeError) or "JSONDecodeError" in names:
+        return TransientSourceError(
+            f"{ticker}: Yahoo answered with a non-JSON page (a server error such as HTTP 5xx): {err}"
+        )
+    if isinstance(err, yfe.YFDataException) and "DOWN" in str(err).upper():
+        return TransientSourceError(f"{ticker}: Yahoo Finance is down: {err}")
+    if isinstance(err, yfe.YFTickerMissingError):
+        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo ({err})")
+    return SourceError(f"{ticker}: yfinance failed: {type(err).__name__}: {err}")

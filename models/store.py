@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models import calendar
 from models.config import validate_ticker
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
@@ -38,12 +40,40 @@ class PriceValidationError(ValueError):
     """Prices that must not enter the store; the message names ticker, date and column."""
 
 
+@dataclass(frozen=True)
+class ValidationRules:
+    """The checks that need context beyond the frame itself; None switches a check off.
+
+    Attributes:
+        exchange: Calendar (e.g. XNYS) whose sessions every date must be.
+        max_daily_move: Largest accepted one-session |adj_close change| as a fraction (0.5 = 50 %).
+            adj_close is split- and dividend-adjusted, so a split alone never trips it.
+        today: Dates after this day are refused as future dates.
+    """
+
+    exchange: str | None = None
+    max_daily_move: float | None = None
+    today: dt.date | None = None
+
+
 def price_path(home: Path, ticker: str) -> Path:
+    """Where the ticker's table lives; refuses a symbol that could escape `<home>/prices`."""
     return Path(home) / "prices" / f"{validate_ticker(ticker)}.parquet"
 
 
-def validate_prices(ticker: str, frame: pd.DataFrame) -> None:
-    """Raise PriceValidationError naming ticker, date and column for the first broken rule."""
+def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | None = None) -> None:
+    """Raise PriceValidationError naming ticker, date and column for the first broken rule.
+
+    Args:
+        ticker: Symbol, named in every message.
+        frame: Columns date, open, high, low, close, adj_close, volume.
+        rules: Calendar, one-day-move and future-date checks; None runs only the frame's own checks.
+
+    Raises:
+        PriceValidationError: the first rule broken, e.g. "ACME 2024-06-22 column 'date': not a
+            XNYS session (Saturday) (1 row(s))".
+    """
+    rules = rules or ValidationRules()
     missing = [c for c in ("date", *PRICE_COLUMNS) if c not in frame.columns]
     if missing:
         raise PriceValidationError(f"{ticker}: missing column(s) {missing}")
@@ -76,6 +106,44 @@ def validate_prices(ticker: str, frame: pd.DataFrame) -> None:
     first_bad(frame["close"] < frame["low"], "close", "close below low")
     first_bad(dates.duplicated(), "date", "duplicate date")
     first_bad(dates.diff() < pd.Timedelta(0), "date", "dates not sorted ascending")
+    days = pd.to_datetime(dates).dt.tz_localize(None).dt.normalize()
+    if rules.today is not None:
+        first_bad(days > pd.Timestamp(rules.today), "date", f"date is in the future (today is {rules.today})")
+    if rules.exchange is not None:
+        known = calendar.sessions(rules.exchange, days.iloc[0].date(), days.iloc[-1].date())
+        not_session = ~days.isin(known)
+        if not_session.any():
+            weekday = days[not_session].iloc[0].day_name()
+            first_bad(not_session, "date", f"not a {rules.exchange} session ({weekday})")
+    if rules.max_daily_move is not None:
+        move = frame["adj_close"].astype(float).pct_change().abs()
+        absurd = move > rules.max_daily_move
+        if absurd.any():
+            i = int(np.argmax(absurd.to_numpy()))
+            change = frame["adj_close"].iloc[i] / frame["adj_close"].iloc[i - 1] - 1
+            first_bad(
+                absurd,
+                "adj_close",
+                f"adj_close moved {change:+.1%} in one session "
+                f"(limit {rules.max_daily_move:.0%}; a split would be adjusted away)",
+            )
+
+
+def session_gaps(exchange: str, dates: pd.Series) -> list[dt.date]:
+    """Sessions of `exchange` between the first and last date that have no row (reported, not refused).
+
+    Args:
+        exchange: Calendar name, e.g. XNYS.
+        dates: The stored dates, sorted.
+
+    Returns:
+        The missing sessions, oldest first.
+    """
+    if len(dates) == 0:
+        return []
+    days = pd.DatetimeIndex(pd.to_datetime(dates)).normalize()
+    expected = calendar.sessions(exchange, days[0].date(), days[-1].date())
+    return [d.date() for d in expected.difference(days)]
 
 
 def read_prices(home: Path, ticker: str) -> pd.DataFrame:
@@ -124,23 +192,78 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def upsert(
-    home: Path, ticker: str, frame: pd.DataFrame, source: str, fetched_at: pd.Timestamp
+    home: Path,
+    ticker: str,
+    frame: pd.DataFrame,
+    source: str,
+    fetched_at: pd.Timestamp,
+    rules: ValidationRules | None = None,
 ) -> tuple[Path, int]:
     """Merge new rows into the ticker's file by date; returns (path, rows added or changed).
 
     Rows whose values are unchanged keep their stored `fetched_at`, and a merge that changes nothing
     does not rewrite the file, so an idempotent re-run leaves the store byte-for-byte as it was.
+
+    Raises:
+        PriceValidationError: the new rows, or the history they would make, break a rule; the
+            stored file is left untouched.
     """
-    validate_prices(ticker, frame)
+    validate_prices(ticker, frame, rules)
     path = price_path(home, ticker)
     new = to_store_table(frame, source, fetched_at).to_pandas()
     old = read_prices(home, ticker)
     merged = new if old.empty else _merge(old, new)
-    validate_prices(ticker, merged)
+    validate_prices(ticker, merged, rules)
     changed = _count_changed(old, merged)
     if changed:
         write_atomic(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), path)
     return path, changed
+
+
+def replace_prices(
+    home: Path,
+    ticker: str,
+    frame: pd.DataFrame,
+    source: str,
+    fetched_at: pd.Timestamp,
+    rules: ValidationRules | None = None,
+) -> tuple[Path, int]:
+    """Replace the ticker's whole history (after a restatement); returns (path, rows changed).
+
+    Raises:
+        PriceValidationError: the new history breaks a rule; the stored file is left untouched.
+    """
+    validate_prices(ticker, frame, rules)
+    path = price_path(home, ticker)
+    new = to_store_table(frame, source, fetched_at).to_pandas()
+    changed = _count_changed(read_prices(home, ticker), new)
+    write_atomic(pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False), path)
+    return path, changed
+
+
+def restated_dates(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: float) -> list[dt.date]:
+    """Dates present in both frames whose adj_close differs by more than `tolerance` (relative).
+
+    A split or a dividend rescales every adjusted price before it, so a difference on the overlap
+    means the stored history no longer matches the source's and must be refetched whole.
+
+    Args:
+        stored: The store's rows (date, adj_close).
+        fetched: Freshly fetched rows (date, adj_close).
+        tolerance: Relative difference tolerated (float noise, rounding by the source).
+
+    Returns:
+        The dates whose adj_close was restated, oldest first.
+    """
+    if stored.empty or fetched.empty:
+        return []
+    left = stored[["date", "adj_close"]].assign(date=pd.to_datetime(stored["date"]).astype("datetime64[ns]"))
+    right = fetched[["date", "adj_close"]].assign(
+        date=pd.to_datetime(fetched["date"]).astype("datetime64[ns]")
+    )
+    both = left.merge(right, on="date", suffixes=("_stored", "_fetched"))
+    relative = (both["adj_close_fetched"].astype(float) / both["adj_close_stored"].astype(float) - 1).abs()
+    return [pd.Timestamp(d).date() for d in both.loc[relative > tolerance, "date"]]
 
 
 def _merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import task
+from prefect import Task, task
 from prefect.artifacts import create_table_artifact
+from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
+from prefect.states import State
 
 from models import ingest, sources
 from models.config import SourceConfig
 from models.ingest import IngestRecord
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], task_run_name="ingest-{ticker}")
+def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry failures that may pass (network, HTTP 5xx, rate limit); never bad data or bad symbols."""
+    error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return isinstance(error, sources.TransientSourceError)
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_transient_only,
+    task_run_name="ingest-{ticker}",
+)
 def ingest_ticker(source: SourceConfig, ticker: str, home: str, end: dt.date) -> IngestRecord:
     """Fetch new daily prices for one ticker and merge them into the store."""
     return ingest.ingest_ticker(source, ticker, Path(home), end)
