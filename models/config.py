@@ -160,6 +160,15 @@ class ModelConfig(_Frozen):
         description="softmax, or linear logits (from_logits=True). sigmoid is refused by the guards.",
     )
     output_width: int = Field(default=3, description="Must equal the number of classes (3).")
+    stateful: bool = Field(
+        default=False,
+        description="Carry LSTM state across batches. Refused unless every split divides the batch size.",
+    )
+
+    @classmethod
+    def classic(cls, name: str = "updown") -> ModelConfig:
+        """The classic 2 x LSTM(50), dropout 0.2, recurrent_dropout 0.2, with a correct softmax head."""
+        return cls(name=name, lstm_units=(50, 50), dropout=0.2, recurrent_dropout=0.2)
 
     @field_validator("lstm_units")
     @classmethod

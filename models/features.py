@@ -56,7 +56,7 @@ def _rsi_14(p: pd.DataFrame) -> pd.Series:
 
 def _weekday(day: int) -> FeatureFn:
     def feature(p: pd.DataFrame) -> pd.Series:
-        return (pd.DatetimeIndex(p["date"]).dayofweek == day).astype(float).to_series(index=p.index)
+        return pd.Series((pd.DatetimeIndex(p["date"]).dayofweek == day).astype(float), index=p.index)
 
     return feature
 

@@ -22,6 +22,8 @@ from models.diagnosis import Diagnosis
 N_CLASSES = len(CLASS_NAMES)
 EPSILON = 1e-7  # keras.config.epsilon(): the probability clip of the cross-entropy
 CLIP_FLOOR = float(-np.log(np.float32(1.0) - np.float32(EPSILON)))  # 1.1920929e-07
+# A fresh 3-class model starts near ln(3) = 1.0986; ten times that means the updates are exploding.
+EXPLODING_LOSS = 10 * float(np.log(N_CLASSES))
 
 
 def check_labels(labels: np.ndarray, split: str = "train") -> list[Diagnosis]:
@@ -140,8 +142,57 @@ def check_inputs(matrix: np.ndarray, features: tuple[str, ...], dates: np.ndarra
     ]
 
 
+def check_constant_features(
+    raw: np.ndarray, is_train: np.ndarray, features: tuple[str, ...], replaced: tuple[str, ...]
+) -> list[Diagnosis]:
+    """A feature constant over train (std set to 1) is harmless if it stays constant, and fatal if
+    it takes other values later: the model never saw them (e.g. a one-hot category absent in train)."""
+    out = []
+    for name in replaced:
+        j = features.index(name)
+        train_values = np.unique(raw[is_train, j])
+        later = raw[~is_train, j]
+        unseen = later[~np.isin(later, train_values)]
+        constant_everywhere = len(unseen) == 0
+        out.append(
+            Diagnosis(
+                "constant-feature",
+                f"Feature '{name}' is constant over the train split (std 0, replaced by 1 so no NaN "
+                "enters the inputs)"
+                + (
+                    "; it is constant everywhere, so the model simply learns nothing from it."
+                    if constant_everywhere
+                    else f", but takes {len(np.unique(unseen))} other value(s) in {len(unseen)} later "
+                    "rows: the model never saw them in training, so its test behaviour is undefined."
+                ),
+                "Drop the feature, or move the split so the train period covers its values.",
+                {"feature": name, "train_values": train_values[:5].tolist(), "unseen_rows": int(len(unseen))},
+                fatal=not constant_everywhere,
+            )
+        )
+    return out
+
+
+def check_stateful(sizes: dict[str, int], batch_size: int) -> list[Diagnosis]:
+    """Stateful layers carry state from one batch to the next: every split must fill whole batches."""
+    misaligned = {s: n for s, n in sizes.items() if n % batch_size}
+    if not misaligned:
+        return []
+    return [
+        Diagnosis(
+            "stateful-misaligned",
+            f"Stateful LSTM layers need every split's window count to divide the batch size "
+            f"{batch_size}; {', '.join(f'{s} has {n}' for s, n in misaligned.items())}. A partial "
+            "batch would carry state into the wrong windows.",
+            "Use stateless layers (the default), or choose a batch size dividing every split size.",
+            {"sizes": sizes, "batch_size": batch_size},
+        )
+    ]
+
+
 class GuardCallback(keras.callbacks.Callback):
-    """Stops training on non-finite loss or weights, a loss at the clip floor, or class collapse.
+    """Stops training on non-finite or exploding loss, non-finite weights, a loss at the clip floor,
+    or class collapse.
 
     Also flags updates that stay ~0 for several epochs (nothing is being learned).
     """
@@ -172,7 +223,11 @@ class GuardCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)) and not self.model.stop_training:
+        if loss is None or self.model.stop_training:
+            return
+        if math.isfinite(float(loss)) and float(loss) > 10 * EXPLODING_LOSS:
+            self._stop(self._exploding(f"batch {batch + 1}", float(loss)))
+        elif not math.isfinite(float(loss)):
             self._stop(
                 Diagnosis(
                     "non-finite",
@@ -185,7 +240,7 @@ class GuardCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        if any(d.code == "non-finite" for d in self.diagnoses):
+        if any(d.fatal for d in self.diagnoses):  # already stopped mid-epoch
             return
         weights = self.model.get_weights()
         if not all(np.isfinite(w).all() for w in weights):
@@ -199,6 +254,9 @@ class GuardCallback(keras.callbacks.Callback):
             )
             return
         loss, accuracy = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
+        if loss > EXPLODING_LOSS:
+            self._stop(self._exploding(f"epoch {epoch + 1}", loss))
+            return
         if loss <= CLIP_FLOOR * 1.01 and accuracy < 0.99:
             self._stop(
                 Diagnosis(
@@ -216,8 +274,19 @@ class GuardCallback(keras.callbacks.Callback):
         self._check_stall(epoch, weights)
         self._previous = weights
 
+    def _exploding(self, where: str, loss: float) -> Diagnosis:
+        return Diagnosis(
+            "exploding-loss",
+            f"The training loss reached {loss:.4g} at {where}, more than ten times the "
+            f"{EXPLODING_LOSS / 10:.4f} of an untrained 3-class model: the updates are exploding.",
+            "Lower the learning rate (typical: 1e-4 to 1e-2) or add gradient clipping.",
+            {"where": where, "loss": loss},
+        )
+
     def _check_collapse(self, epoch: int) -> None:
-        probs = self.model.predict(self.validation_x, verbose=0, batch_size=1024)
+        probs = self.model.predict(
+            self.validation_x, verbose=0, batch_size=self.model.inputs[0].shape[0] or 1024
+        )
         predicted = np.argmax(probs, axis=-1)
         counts = np.bincount(predicted, minlength=N_CLASSES)
         top = int(counts.argmax())
@@ -257,6 +326,7 @@ class GuardCallback(keras.callbacks.Callback):
                     "Check the output activation and labels (a clipped loss has zero gradient) "
                     "and the learning rate.",
                     {"epoch": epoch + 1, "relative_change": change / scale},
+                    fatal=False,  # a flag: the gate then judges what the model did learn
                 )
             )
             self.log(f"guard flagged: {self.diagnoses[-1]}")

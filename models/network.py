@@ -11,14 +11,21 @@ INPUT_NAME = "window"
 OUTPUT_NAME = "direction"
 
 
-def build_model(config: ModelConfig, window: int, n_features: int) -> keras.Model:
+def build_model(
+    config: ModelConfig, window: int, n_features: int, batch_size: int | None = None
+) -> keras.Model:
     """A stack of LSTM layers and a dense head of `config.output_width` units.
 
     With the default softmax head the model outputs class probabilities. A linear head outputs
     logits and is compiled with `from_logits=True`. A sigmoid head is built as asked, and then
     refused by the training preflight (it does not give probabilities over exclusive classes).
     """
-    stack: list[layers.Layer] = [layers.Input(shape=(window, n_features), name=INPUT_NAME)]
+    if config.stateful:
+        # Stateful layers need a fixed batch: state i of one batch seeds sample i of the next.
+        inputs = layers.Input(batch_shape=(batch_size, window, n_features), name=INPUT_NAME)
+    else:
+        inputs = layers.Input(shape=(window, n_features), name=INPUT_NAME)
+    stack: list[layers.Layer] = [inputs]
     for i, units in enumerate(config.lstm_units):
         last = i == len(config.lstm_units) - 1
         stack.append(
@@ -27,6 +34,7 @@ def build_model(config: ModelConfig, window: int, n_features: int) -> keras.Mode
                 return_sequences=not last,
                 dropout=config.dropout,
                 recurrent_dropout=config.recurrent_dropout,
+                stateful=config.stateful,
                 name=f"lstm_{i}",
             )
         )
@@ -46,6 +54,13 @@ def compile_model(model: keras.Model, model_config: ModelConfig, training: Train
     )
 
 
-def classic_preset(name: str = "updown") -> ModelConfig:
-    """The classic 2 x LSTM(50), dropout 0.2, recurrent_dropout 0.2 architecture, with a softmax head."""
-    return ModelConfig(name=name, lstm_units=(50, 50), dropout=0.2, recurrent_dropout=0.2)
+def reset_states(model: keras.Model) -> None:
+    """Forget the state stateful layers carried over (at each epoch start)."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+class ResetStates(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        reset_states(self.model)

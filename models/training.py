@@ -20,7 +20,7 @@ from models import guards
 from models.config import CLASS_NAMES, PipelineConfig
 from models.dataset import Arrays, DatasetInfo, audit_leakage, load_arrays
 from models.diagnosis import Diagnosis, GuardFailure
-from models.network import build_model, compile_model
+from models.network import ResetStates, build_model, compile_model
 from models.normalization import read_stats
 from models.windows import SplitRanges, gather
 
@@ -168,21 +168,17 @@ def train(
     w, bs = config.window.length, config.training.batch_size
     ends = arrays.ends
 
-    model = build_model(config.model, w, len(dataset.features))
+    model = build_model(config.model, w, len(dataset.features), bs)
     compile_model(model, config.model, config.training)
-    flags = [
-        Diagnosis(
-            "constant-feature",
-            f"Feature '{name}' is constant over the train split, so its std was set to 1 instead of 0 "
-            "(a zero std would have put NaN into every input). The model learns nothing from it.",
-            "Drop the feature or lengthen the train split so it varies.",
-            {"feature": name},
-            fatal=False,
-        )
-        for name in stats.std_replaced
-    ]
     # Only rows a window reads are checked: warm-up rows of other tickers are never inputs.
     used = np.unique(np.concatenate([e[:, None] - np.arange(w) for e in ends.values() if len(e)]).ravel())
+    train_lo, train_hi = (np.datetime64(d, "ns") for d in dataset.splits["train"])
+    is_train = (arrays.dates[used] >= train_lo) & (arrays.dates[used] <= train_hi)
+    flags = guards.check_constant_features(
+        arrays.matrix[used], is_train, dataset.features, stats.std_replaced
+    )
+    if config.model.stateful:
+        flags += guards.check_stateful({s: len(e) for s, e in ends.items()}, bs)
     diagnoses = preflight(
         model,
         matrix[used],
@@ -208,6 +204,8 @@ def train(
     )
     val_batches = WindowBatches(matrix, ends["validation"], labels, w, bs)
     probe = ends["validation"][:: max(1, len(ends["validation"]) // 2048)]
+    if config.model.stateful:
+        probe = ends["validation"][: bs * max(1, min(len(ends["validation"]) // bs, 2048 // bs))]
     guard = guards.GuardCallback(gather(matrix, probe, w), log=log)
     callbacks = [
         guard,
@@ -218,6 +216,7 @@ def train(
             restore_best_weights=True,
         ),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+        *([ResetStates()] if config.model.stateful else []),
     ]
     started = time.perf_counter()
     history = model.fit(

@@ -45,3 +45,64 @@ def sample_prices(config: PipelineConfig) -> dict[str, pd.DataFrame]:
         t: sample.generate(t, s.end or END, start=s.start, seed=s.sample_seed, variant=s.sample_variant)
         for t in s.tickers
     }
+
+
+def run_without_prefect(config: PipelineConfig, home, inject=None, prices=None) -> dict:
+    """The retrain pipeline's models/ calls in order (what the flow wires), for fault injection.
+
+    `inject(info)` may modify the built dataset's files and may return labels that replace the
+    dataset's. Returns what happened: `stage` reached, diagnosis codes, verdict and version.
+    """
+    from pathlib import Path
+
+    from models.dataset import build_dataset
+    from models.diagnosis import GuardFailure
+    from models.evaluation import evaluate_run
+    from models.publication import publish_run
+    from models.registry import Registry, RegistryError
+    from models.training import train
+
+    home = Path(home)
+    registry = Registry(home / "registry")
+    try:
+        info = build_dataset(
+            prices or sample_prices(config), config, home / "run" / "dataset", {"kind": "sample"}
+        )
+    except GuardFailure as err:
+        return {"stage": "dataset", "codes": err.codes, "message": str(err), "version": None}
+    labels = inject(info) if inject else None
+    try:
+        result = train(info, config, home / "run" / "training", log=lambda _m: None, labels_override=labels)
+    except GuardFailure as err:
+        return {"stage": "preflight", "codes": err.codes, "message": str(err), "version": None}
+    try:
+        champion = registry.resolve(f"{config.model.name}@champion")
+    except RegistryError:
+        champion = None
+    fatal = [d for d in result.diagnoses if d["fatal"]]
+    evaluation = evaluate_run(
+        Path(info.path),
+        Path(result.model_path),
+        config.gate,
+        fatal,
+        champion.path if champion else None,
+        champion.version if champion else None,
+    )
+    bundle, manifest = publish_run(
+        registry,
+        config,
+        info,
+        result.as_dict(),
+        evaluation,
+        {"kind": "sample", "synthetic": True},
+        None,
+        home / "run" / "publish",
+    )
+    return {
+        "stage": "published",
+        "codes": [d["code"] for d in result.diagnoses],
+        "verdict": manifest["gate"]["verdict"],
+        "reasons": manifest["gate"]["reasons"],
+        "version": bundle.version,
+        "manifest": manifest,
+    }
