@@ -40,7 +40,7 @@ def retrain(config: PipelineConfig = PipelineConfig(), home: str | None = None) 
     trained = train_model(info, config, run_dir)
     registry_root = str(Path(home) / "registry")
     evaluation = evaluate(info, trained, config, registry_root)
-    summary = publish(config, info, trained, evaluation, registry_root, run_dir)
+    summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)
     return summary

@@ -10,7 +10,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from models import sources
+from models import smoke, sources, store
 from models.config import PipelineConfig
 from models.dataset import DatasetInfo
 from models.publication import publish_run
@@ -25,9 +25,15 @@ def publish(
     evaluation: dict,
     registry_root: str,
     run_dir: str,
+    home: str | None = None,
+    keep: int | None = 10,
 ) -> dict:
-    """Write the bundle as a new version; promoted versions move the aliases."""
+    """Write the bundle as a new version; promoted ones that pass the smoke test move the aliases."""
     registry = Registry(registry_root)
+    smoke_prices = None
+    if home is not None:
+        prices = {t: store.read_prices(Path(home), t) for t in dataset.tickers}
+        smoke_prices = smoke.write_smoke_prices(prices, Path(run_dir) / "publish" / "smoke_prices.parquet")
     bundle, manifest = publish_run(
         registry,
         config,
@@ -37,6 +43,8 @@ def publish(
         sources.describe(config.source),
         str(flow_run.get_id()) if flow_run.get_id() else None,
         Path(run_dir) / "publish",
+        smoke_prices=smoke_prices,
+        keep=keep,
     )
     verdict = manifest["gate"]["verdict"]
     uri = bundle.path.resolve().as_uri()

@@ -1,0 +1,235 @@
+"""The consumer side on a really trained tiny model: predictor parity with training's preprocessing,
+a reader without project code, tamper refusal at load time, the CLI, and the serving smoke test
+that gates promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import dataset, evaluation, training
+from models.publication import publish_run
+from models.registry import Registry, RegistryError
+from models.smoke import smoke_test, write_smoke_prices
+from models.windows import gather
+from tests.helpers import sample_prices, tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = {"kind": "sample", "synthetic": True, "notice": "SYNTHETIC sample market (test)"}
+PASSED_GATE = {"verdict": "promoted", "reasons": [], "comparisons": []}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny model trained on the sample market, evaluated, and published through publish_run."""
+    tmp = tmp_path_factory.mktemp("consumer")
+    config = tiny_config()
+    prices = sample_prices(config)
+    info = dataset.build_dataset(prices, config, tmp / "dataset", SOURCE)
+    trained = training.train(info, config, tmp / "training", log=lambda _: None)
+    result = evaluation.evaluate_run(Path(info.path), Path(trained.model_path), config.gate, [])
+    # The gate is tested elsewhere; here the model must pass it so the smoke test decides.
+    result["gate"] = PASSED_GATE
+    registry = Registry(tmp / "registry")
+    smoke_prices = write_smoke_prices(prices, tmp / "smoke_prices.parquet")
+    bundle, manifest = publish_run(
+        registry,
+        config,
+        info,
+        trained.as_dict(),
+        result,
+        SOURCE,
+        None,
+        tmp / "publish",
+        smoke_prices,
+        keep=10,
+    )
+    return {
+        "tmp": tmp,
+        "config": config,
+        "prices": prices,
+        "info": info,
+        "trained": trained,
+        "evaluation": result,
+        "registry": registry,
+        "bundle": bundle,
+        "manifest": manifest,
+        "smoke_prices": smoke_prices,
+    }
+
+
+def all_prices(prices: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat([f.assign(ticker=t) for t, f in prices.items()], ignore_index=True)
+
+
+def test_a_version_that_passes_the_smoke_test_is_promoted(run):
+    registry, bundle = run["registry"], run["bundle"]
+    assert bundle.version == 1 and run["manifest"]["gate"]["verdict"] == "promoted"
+    assert registry.aliases("updown") == {"champion": 1, "latest": 1}
+    assert set(run["manifest"]["files"]) == {
+        "model.keras",
+        "stats.parquet",
+        "report.md",
+        "curves.png",
+        "confusion.png",
+    }
+
+
+def test_predictor_matches_training_preprocessing_window_for_window(run):
+    """Raw prices through the predictor == the training pipeline's normalized matrix, same windows."""
+    info, config = run["info"], run["config"]
+    predictor = run["registry"].load_predictor("updown@champion")
+    served = predictor.predict(all_prices(run["prices"]))
+
+    arrays = dataset.load_arrays(Path(info.path))
+    matrix = training.normalized_matrix(info, arrays)  # training's own normalized inputs
+    w = config.window.length
+    rows = np.arange(w - 1, len(arrays.ticker_ids))
+    rows = rows[arrays.ticker_ids[rows - (w - 1)] == arrays.ticker_ids[rows]]  # within one ticker
+    model = keras.saving.load_model(Path(run["trained"].model_path), safe_mode=True)
+    expected = model.predict(gather(matrix, rows, w), verbose=0)
+    tickers = np.asarray(info.tickers)[arrays.ticker_ids[rows]]
+    reference = pd.DataFrame({"ticker": tickers, "date": arrays.dates[rows]})
+    for k, name in enumerate(predictor.classes):
+        reference[f"p_{name}"] = expected[:, k]
+
+    merged = served.merge(reference, on=["ticker", "date"], suffixes=("", "_train"), validate="1:1")
+    assert len(merged) == len(served) == len(reference) > 1000
+    for name in predictor.classes:
+        np.testing.assert_allclose(merged[f"p_{name}"], merged[f"p_{name}_train"], rtol=0, atol=1e-6)
+    labels = np.asarray(predictor.classes)[
+        merged[[f"p_{c}" for c in predictor.classes]].to_numpy().argmax(axis=1)
+    ]
+    assert (merged["label"].to_numpy() == labels).all()
+
+
+def test_a_reader_without_project_code_reproduces_the_predictor(run, tmp_path):
+    ticker = "BBB"
+    frame = run["prices"][ticker]
+    prices_path = tmp_path / f"{ticker}.parquet"
+    frame.to_parquet(prices_path, index=False)
+    out = tmp_path / "plain.npz"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("plain_consumer.py")),
+            str(run["bundle"].path),
+            str(prices_path),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository: nothing of ours on the path but the script itself
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["project_modules"] == []
+
+    plain = np.load(out)
+    served = run["registry"].load_predictor("updown@champion").predict(frame.assign(ticker=ticker))
+    assert [str(c) for c in plain["classes"]] == ["down", "range_bound", "up"]
+    assert len(plain["probs"]) == len(served) == report["windows"]
+    np.testing.assert_array_equal(
+        plain["dates"].astype("datetime64[ns]"), served["date"].to_numpy("datetime64[ns]")
+    )
+    np.testing.assert_allclose(
+        plain["probs"], served[["p_down", "p_range_bound", "p_up"]].to_numpy(), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["model.keras", "stats.parquet"])
+def test_loading_a_tampered_bundle_is_refused(run, tmp_path, name):
+    root = tmp_path / "registry"
+    shutil.copytree(run["registry"].root, root)
+    path = root / "updown" / "1" / name
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match=rf"updown/1: {name} does not match its manifest checksum"):
+        Registry(root).load_predictor("updown@champion")
+
+
+def test_cli_predicts_from_a_price_file(run, tmp_path):
+    prices = all_prices({t: f for t, f in run["prices"].items() if t in ("AAA", "CCC")})
+    prices.to_parquet(tmp_path / "prices.parquet", index=False)
+    out = tmp_path / "preds.parquet"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models",
+            "predict",
+            "updown@champion",
+            "--prices",
+            str(tmp_path / "prices.parquet"),
+            "--out",
+            str(out),
+            "--registry",
+            str(run["registry"].root),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = pd.read_parquet(out)
+    expected = run["registry"].load_predictor("updown/1").predict(prices)
+    assert list(got.columns) == ["ticker", "date", "p_down", "p_range_bound", "p_up", "label"]
+    assert sorted(got["ticker"].unique()) == ["AAA", "CCC"]
+    np.testing.assert_allclose(
+        got[["p_down", "p_range_bound", "p_up"]], expected[["p_down", "p_range_bound", "p_up"]], atol=1e-6
+    )
+
+
+def test_smoke_test_reports_unusable_input_instead_of_raising(run, tmp_path):
+    short = run["prices"]["AAA"].tail(15)
+    short.to_parquet(tmp_path / "AAA.parquet", index=False)
+    result = smoke_test(run["registry"].root, "updown/1", tmp_path / "AAA.parquet")
+    assert result["passed"] is False
+    assert "need at least the window" in result["reason"] or "usable rows" in result["reason"]
+
+
+def test_a_failed_smoke_test_rejects_the_version_and_keeps_the_champion(run, tmp_path):
+    """A model whose gate passed but whose served output is NaN must never become champion."""
+    model = keras.saving.load_model(Path(run["trained"].model_path), safe_mode=True)
+    weights = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([np.full_like(w, np.nan) for w in weights])
+    broken = tmp_path / "model.keras"
+    model.save(broken)
+    trained = {**run["trained"].as_dict(), "model_path": str(broken)}
+    registry = run["registry"]
+    bundle, manifest = publish_run(
+        registry,
+        run["config"],
+        run["info"],
+        trained,
+        run["evaluation"],
+        SOURCE,
+        None,
+        tmp_path / "publish",
+        run["smoke_prices"],
+        keep=10,
+    )
+    assert bundle.version == 2
+    assert manifest["gate"]["verdict"] == "rejected"
+    (reason,) = manifest["gate"]["reasons"]
+    assert reason.startswith(
+        "serving smoke test failed in a fresh process: SmokeTestFailure: non-finite probabilities"
+    )
+    assert registry.aliases("updown") == {"champion": 1, "latest": 1}
+    assert registry.verify("updown/2")["gate"]["verdict"] == "rejected"  # still a verifiable bundle
+    report = (bundle.path / "report.md").read_text()
+    assert report.startswith("# updown — REJECTED") and "serving smoke test failed" in report
