@@ -135,10 +135,21 @@ class SplitConfig(_Frozen):
 
 
 class LabelConfig(_Frozen):
-    """Up / down / range-bound from the forward return over `horizon` sessions."""
+    """Up / down / range-bound from the forward return r over `horizon` sessions.
+
+    rule "fixed": up if r > theta, down if r < -theta. rule "volatility": the threshold is
+    k * sigma_t * sqrt(horizon), sigma_t the trailing volatility known at t. With balance_on_train
+    the scale (theta or k) is chosen on the train split so a third of its windows are range-bound.
+    """
 
     horizon: int = Field(default=5, ge=1)
-    theta: float = Field(default=0.01, gt=0, description="Forward returns beyond ±theta are up/down.")
+    rule: Literal["fixed", "volatility"] = "fixed"
+    theta: float = Field(default=0.01, gt=0, description="rule=fixed: returns beyond ±theta are up/down.")
+    k: float = Field(default=0.5, gt=0, description="rule=volatility: threshold k·σ·√horizon.")
+    volatility_window: int = Field(default=20, ge=2, description="Sessions of returns in σ.")
+    balance_on_train: bool = Field(
+        default=False, description="Choose theta (or k) on the train split to balance the classes."
+    )
     max_class_share: float = Field(
         default=0.9, gt=0.34, le=1, description="A split where one class exceeds this share fails."
     )

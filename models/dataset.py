@@ -46,7 +46,8 @@ class DatasetInfo:
     features: tuple[str, ...]
     window: int
     horizon: int
-    theta: float
+    theta: float  # the threshold scale in force: theta (rule fixed) or k (rule volatility)
+    label_rule: dict[str, object]
     splits: dict[str, list[str]]
     sizes: dict[str, int]
     class_shares: dict[str, dict[str, float]]
@@ -95,10 +96,15 @@ def fingerprint(prices: Mapping[str, pd.DataFrame], config: PipelineConfig, sour
     return digest.hexdigest()
 
 
-def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tuple[Arrays, SplitRanges]:
-    """Features and labels per ticker, concatenated; splits over the union of sessions."""
+def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tuple[Arrays, SplitRanges, float]:
+    """Features and labels per ticker, concatenated; splits over the union of sessions.
+
+    Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
+    `balance_on_train`, the one chosen on the train windows).
+    """
     names = config.features.names
-    h = config.labels.horizon
+    rule = config.labels
+    h = rule.horizon
     parts = []
     for tid, ticker in enumerate(sorted(prices)):
         frame = prices[ticker].sort_values("date").reset_index(drop=True)
@@ -106,37 +112,40 @@ def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tupl
             feats = compute_features(frame, names)
         except ValueError as err:
             raise ValueError(f"{ticker}: {err}") from err
-        labels, forward = labelling.forward_labels(feats["adj_close"].to_numpy(), h, config.labels.theta)
+        offset = len(frame) - len(feats)  # feature rows are the frame's rows after the warm-up
+        forward = labelling.forward_returns(feats["adj_close"].to_numpy(), h)
+        if rule.rule == "volatility":
+            sigma = labelling.trailing_volatility(frame["adj_close"].to_numpy(), rule.volatility_window)
+            unit = sigma[offset:] * np.sqrt(h)
+        else:
+            unit = np.ones(len(feats))
         dates = feats["date"].to_numpy(dtype="datetime64[ns]")
         label_dates = np.full(len(dates), np.datetime64("NaT"), dtype="datetime64[ns]")
         label_dates[: max(len(dates) - h, 0)] = dates[h:]
-        known = np.full(len(dates), labelling.UNLABELLED, dtype=np.int8)
-        known[h:] = labels[: max(len(dates) - h, 0)]
-        parts.append(
-            (
-                tid,
-                feats[list(names)].to_numpy(np.float64),
-                dates,
-                label_dates,
-                labels,
-                forward,
-                known,
-            )
-        )
+        parts.append((tid, feats[list(names)].to_numpy(np.float64), dates, label_dates, forward, unit))
     if not parts or sum(len(p[2]) for p in parts) == 0:
         raise ValueError("no rows left after the features' warm-up: load a longer history")
-    cat = [np.concatenate([p[i] for p in parts]) if i else None for i in range(7)]
     ticker_ids = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int32) for p in parts])
-    sessions = pd.DatetimeIndex(np.unique(cat[2]))
+    matrix, dates, label_dates, forward, unit = (np.concatenate([p[i] for p in parts]) for i in range(1, 6))
+    labelled = np.where(np.isfinite(forward) & np.isfinite(unit), 0, labelling.UNLABELLED).astype(np.int8)
+    sessions = pd.DatetimeIndex(np.unique(dates))
     ranges = chronological_split(
         sessions,
         config.split.train_fraction,
         config.split.validation_fraction,
         config.purge_sessions + config.split.embargo_sessions,
     )
-    ends = window_ends(ticker_ids, cat[2], cat[3], cat[4], config.window.length, ranges)
-    arrays = Arrays(cat[1], ticker_ids, cat[2], cat[3], cat[4], cat[5], cat[6], ends)
-    return arrays, ranges
+    ends = window_ends(ticker_ids, dates, label_dates, labelled, config.window.length, ranges)
+    scale = rule.theta if rule.rule == "fixed" else rule.k
+    if rule.balance_on_train:
+        # Chosen on train windows only; validation and test are labelled with the same scale.
+        scale = labelling.balancing_scale(forward[ends["train"]], unit[ends["train"]])
+    labels = labelling.classify(forward, scale * unit)
+    known = np.full(len(labels), labelling.UNLABELLED, dtype=np.int8)
+    same_ticker = ticker_ids[h:] == ticker_ids[:-h]
+    known[h:] = np.where(same_ticker, labels[:-h], labelling.UNLABELLED)
+    arrays = Arrays(matrix, ticker_ids, dates, label_dates, labels, forward, known, ends)
+    return arrays, ranges, float(scale)
 
 
 def train_rows(arrays: Arrays, ranges: SplitRanges) -> np.ndarray:
@@ -275,7 +284,7 @@ def build_dataset(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print_ = fingerprint(prices, config, source)
-    arrays, ranges = assemble(prices, config)
+    arrays, ranges, scale = assemble(prices, config)
     rows = train_rows(arrays, ranges)
     fit_dates = arrays.dates[rows]
     stats = fit_normalization(
@@ -310,7 +319,16 @@ def build_dataset(
         features=config.features.names,
         window=config.window.length,
         horizon=config.labels.horizon,
-        theta=config.labels.theta,
+        theta=scale,
+        label_rule={
+            "rule": config.labels.rule,
+            "scale": scale,
+            "balanced_on_train": config.labels.balance_on_train,
+            "volatility_window": config.labels.volatility_window
+            if config.labels.rule == "volatility"
+            else None,
+            "horizon": config.labels.horizon,
+        },
         splits=ranges.as_dict(),
         sizes={s: int(len(arrays.ends[s])) for s in SPLITS},
         class_shares=shares,

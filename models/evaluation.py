@@ -199,7 +199,7 @@ def evaluate_run(
 def champion_metrics(bundle: Path, version: int | None, info, arrays: Arrays) -> dict | None:
     """The champion's metrics on this run's test windows, with the champion's own stats.
 
-    Returns None when the champion is not comparable (other features, window, horizon or theta).
+    Returns None when the champion is not comparable (other features, window, horizon or label rule).
     """
     import json
 
@@ -210,7 +210,8 @@ def champion_metrics(bundle: Path, version: int | None, info, arrays: Arrays) ->
         list(manifest["features"]) == list(info.features)
         and int(manifest["window"]) == info.window
         and int(manifest["horizon"]) == info.horizon
-        and float(manifest["labels"]["theta"]) == info.theta
+        and manifest["labels"].get("rule") == info.label_rule["rule"]
+        and float(manifest["labels"].get("scale", -1)) == info.theta
     )
     if not comparable:
         return None

@@ -73,8 +73,16 @@ def build_manifest(
         "window": dataset.window,
         "horizon": dataset.horizon,
         "labels": {
-            "rule": "r = adj_close[t+h] / adj_close[t] - 1; up if r > theta, down if r < -theta, else range_bound",
-            "theta": dataset.theta,
+            "rule": dataset.label_rule["rule"],
+            "definition": (
+                "r = adj_close[t+h] / adj_close[t] - 1; up if r > T, down if r < -T, else range_bound; "
+                + ("T = theta" if dataset.label_rule["rule"] == "fixed" else "T = k * sigma_t * sqrt(h)")
+            ),
+            "theta": dataset.theta if dataset.label_rule["rule"] == "fixed" else None,
+            "k": dataset.theta if dataset.label_rule["rule"] == "volatility" else None,
+            "scale": dataset.theta,
+            "balanced_on_train": dataset.label_rule["balanced_on_train"],
+            "volatility_window": dataset.label_rule["volatility_window"],
             "horizon": dataset.horizon,
             "classes": list(CLASS_NAMES),
             "encoding": "integer class ids in the order of `classes`",
@@ -108,7 +116,7 @@ def render_report(manifest: dict) -> str:
         lines += [f"> **Synthetic data.** {manifest['source'].get('notice', '')}", ""]
     lines += [
         f"- source: `{manifest['source']['kind']}`; tickers: {', '.join(manifest['tickers'])}",
-        f"- features: {', '.join(manifest['features'])}; window {manifest['window']}, horizon {manifest['horizon']}, theta {manifest['labels']['theta']}",
+        f"- features: {', '.join(manifest['features'])}; window {manifest['window']}, horizon {manifest['horizon']}, labels {manifest['labels']['rule']} (scale {manifest['labels']['scale']:.4g})",
         "- splits: "
         + "; ".join(
             f"{s} {r[0]}..{r[1]} ({manifest['split_sizes'][s]} windows)"

@@ -111,3 +111,22 @@ def test_zero_std_becomes_one_and_is_recorded(tmp_path):
     assert back.std_replaced == ("constant",) and back.std[1] == 1.0
     plain = pq.read_table(tmp_path / "stats.parquet").to_pandas()  # readable without project code
     assert list(plain.columns) == ["feature", "mean", "std", "count", "scope", "std_replaced"]
+
+
+def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
+    config = tiny_config(labels={"rule": "volatility", "balance_on_train": True})
+    prices = sample_prices(config)
+    info = ds.build_dataset(prices, config, tmp_path / "a", {"kind": "sample"})
+    assert info.label_rule["rule"] == "volatility" and info.label_rule["balanced_on_train"]
+    assert info.class_shares["train"]["range_bound"] == pytest.approx(1 / 3, abs=0.02)
+    test_start = pd.Timestamp(info.splits["test"][0])
+    shocked = {}
+    for ticker, frame in prices.items():
+        frame = frame.copy()
+        later = frame["date"] >= test_start
+        for column in ("open", "high", "low", "close", "adj_close"):
+            frame.loc[later, column] *= np.linspace(1, 3, later.sum())
+        shocked[ticker] = frame
+    other = ds.build_dataset(shocked, config, tmp_path / "b", {"kind": "sample"})
+    assert other.theta == info.theta  # the scale is never refitted on test data
+    assert other.class_shares["test"] != info.class_shares["test"]

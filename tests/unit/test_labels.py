@@ -1,7 +1,18 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from models.labels import DOWN, RANGE_BOUND, UNLABELLED, UP, forward_labels
+from models.labels import (
+    DOWN,
+    RANGE_BOUND,
+    UNLABELLED,
+    UP,
+    balancing_scale,
+    classify,
+    forward_labels,
+    forward_returns,
+    trailing_volatility,
+)
 
 
 def reference_labels(prices, horizon, theta):
@@ -42,3 +53,38 @@ def test_matches_reference_on_random_walks(seed, horizon):
 def test_series_shorter_than_horizon_is_unlabelled():
     labels, _ = forward_labels(np.array([1.0, 2.0]), horizon=5, theta=0.01)
     assert (labels == -1).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trailing_volatility_uses_the_past_only(seed):
+    rng = np.random.default_rng(seed)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 80)))
+    sigma = trailing_volatility(prices, 10)
+    reference = pd.Series(np.log(prices)).diff().rolling(10).std(ddof=1).to_numpy()
+    np.testing.assert_allclose(sigma, reference, equal_nan=True, rtol=1e-10)
+    changed = prices.copy()
+    changed[50:] *= 1.7
+    np.testing.assert_array_equal(trailing_volatility(changed, 10)[:50], sigma[:50])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_volatility_scaled_labels_match_the_definition(seed):
+    rng = np.random.default_rng(seed)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 60)))
+    h, k = 3, 0.7
+    sigma = trailing_volatility(prices, 10)
+    labels = classify(forward_returns(prices, h), k * sigma * np.sqrt(h))
+    for t in range(len(prices)):
+        if t + h >= len(prices) or np.isnan(sigma[t]):
+            assert labels[t] == -1
+            continue
+        r = prices[t + h] / prices[t] - 1
+        threshold = k * sigma[t] * np.sqrt(h)
+        assert labels[t] == (2 if r > threshold else 0 if r < -threshold else 1)
+
+
+def test_balancing_scale_puts_a_third_in_range_bound():
+    forward = np.random.default_rng(0).normal(0, 0.03, 3000)
+    scale = balancing_scale(forward, np.ones_like(forward))
+    share = (classify(forward, scale) == 1).mean()
+    assert share == pytest.approx(1 / 3, abs=0.01)
