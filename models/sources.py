@@ -194,6 +194,11 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
     yf.set_tz_cache_location(str(Path(home) / "cache" / "yfinance"))
     # Raise instead of logging and returning an empty frame, so failures can be told apart.
     yf.config.debug.hide_exceptions = False
+    # yfinance memoizes the timezone probe's response in-process, a 5xx page included: without this
+    # a retry in the same worker would replay the failure instead of asking Yahoo again.
+    from yfinance.data import YfData
+
+    YfData.cache_get.cache_clear()
     out: dict[str, pd.DataFrame] = {}
     for ticker in tickers:
         try:

@@ -1,0 +1,137 @@
+"""The ingest flow on Prefect's temporary API: quarantine, the report artifact, retries only when useful."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.states import Failed
+
+from flows.ingest import ingest
+from models import calendar, sources, store
+from models.config import SourceConfig
+from tasks.ingest import ingest_ticker, retry_transient_only
+from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
+
+
+def bars(seed: int) -> pd.DataFrame:
+    days = calendar.sessions("XNYS", START, END)
+    close = 30 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.01, len(days))))
+    return pd.DataFrame(
+        {
+            "date": days.strftime("%Y-%m-%d"),
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "adj_close": close,
+            "volume": 1000,
+        }
+    )
+
+
+def folder_universe(folder, good: list[str], broken: list[str]) -> SourceConfig:
+    for i, ticker in enumerate(good + broken):
+        frame = bars(i)
+        if ticker in broken:
+            high, low = float(frame.loc[10, "high"]), float(frame.loc[10, "low"])
+            frame.loc[10, "high"], frame.loc[10, "low"] = low, high  # high < low
+        frame.to_csv(folder / f"{ticker}.csv", index=False)
+    return SourceConfig(kind="folder", folder=str(folder), tickers=tuple(good + broken), start=START, end=END)
+
+
+def artifact_rows(flow_run_id) -> list[dict]:
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    (report,) = [a for a in artifacts if a.key == "ingest-report"]
+    return json.loads(report.data) if isinstance(report.data, str) else report.data
+
+
+def task_run_counts(flow_run_id) -> dict[str, int]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.run_count for r in runs}
+
+
+def test_a_broken_ticker_is_quarantined_and_the_others_proceed(tmp_path):
+    source = folder_universe(tmp_path, ["AAA", "BBB", "CCC", "DDD"], ["BAD"])
+    state = ingest(source, str(tmp_path / "home"), max_failed_share=0.2, return_state=True)
+    assert state.is_completed()  # 1 of 5 = 20 %: not more than the share allowed
+    result = state.result()
+    assert result["tickers"] == ["AAA", "BBB", "CCC", "DDD"]
+    records = {r["ticker"]: r for r in result["records"]}
+    assert records["BAD"]["status"] == "quarantined"
+    assert "BAD 2024-01-17 column 'high': high below low" in records["BAD"]["reason"]
+    assert all(records[t]["status"] == "ok" for t in ["AAA", "BBB", "CCC", "DDD"])
+    assert not store.price_path(tmp_path / "home", "BAD").exists()
+
+    rows = {r["ticker"]: r for r in artifact_rows(state.state_details.flow_run_id)}
+    assert set(rows) == {"AAA", "BBB", "CCC", "DDD", "BAD"}
+    assert rows["BAD"]["status"] == "quarantined" and "high below low" in rows["BAD"]["reason"]
+    assert rows["AAA"]["rows_added"] == len(calendar.sessions("XNYS", START, END))
+    assert rows["AAA"]["first_date"] == "2024-01-02" and rows["AAA"]["last_date"] == "2024-03-28"
+    assert rows["AAA"]["gaps"] == 0
+    # A validation error is not retried: retrying cannot fix the data.
+    assert task_run_counts(state.state_details.flow_run_id)["ingest-BAD"] == 1
+
+
+def test_too_many_failures_fail_the_run_naming_them(tmp_path):
+    source = folder_universe(tmp_path, ["AAA", "BBB", "CCC"], ["BAD", "WORSE"])
+    state = ingest(source, str(tmp_path / "home"), max_failed_share=0.2, return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "2 of 5 tickers failed to ingest (more than 20%)" in message
+    assert "BAD: " in message and "WORSE: " in message
+    assert store.price_path(tmp_path / "home", "AAA").exists()  # the good ones were still stored
+
+
+def test_only_transient_errors_are_retried():
+    transient = Failed(data=sources.TransientSourceError("ACME: Yahoo answered HTTP 503"))
+    assert retry_transient_only(ingest_ticker, None, transient) is True
+    for error in (
+        sources.SourceError("ACME: unknown or delisted symbol"),
+        store.PriceValidationError("ACME 2024-06-20 column 'high': high below low"),
+        ValueError("ticker '../x' is not a valid symbol"),
+    ):
+        assert retry_transient_only(ingest_ticker, None, Failed(data=error)) is False
+
+
+def test_a_server_error_is_retried_and_an_unknown_symbol_is_not(tmp_path, monkeypatch):
+    fake = FakeYahoo().start()
+    try:
+        redirect_yfinance(monkeypatch, fake.url)
+        fake.listings["DOWN"] = Listing(bars(1).assign(date=lambda f: pd.to_datetime(f["date"])))
+        fake.failures["DOWN"] = 500
+        quick = ingest_ticker.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+        source = SourceConfig(kind="yfinance", tickers=("DOWN", "NOPE"), start=START, end=END)
+
+        @flow
+        def two_tickers() -> list:
+            futures = [quick.submit(source, t, str(tmp_path), END) for t in source.tickers]
+            return [f.result(raise_on_failure=False) for f in futures]
+
+        down, nope = two_tickers()
+    finally:
+        fake.stop()
+    assert isinstance(down, sources.TransientSourceError) and isinstance(nope, sources.SourceError)
+    assert not isinstance(nope, sources.TransientSourceError)
+    # 1 try + 3 retries, and yfinance itself asks twice on an HTTP error before giving up.
+    assert len(fake.chart_requests("DOWN")) == 4 * 2
+    assert len(fake.chart_requests("NOPE")) == 2
