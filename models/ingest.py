@@ -75,10 +75,16 @@ def ingest_ticker(
     )
     label = sources.source_label(source)
     last = store.last_stored_date(home, ticker)
-    if last is not None and last >= end:
+    if last is not None and not session_closed_since(source.exchange, last, end):
         return _record(source, home, ticker, "up_to_date", 0, None)
     start = fetch_window(source, last, end)
     frame = _load(source, ticker, start, end, home, rules.today)
+    if last is not None and frame["date"].max() <= pd.Timestamp(last):
+        # Sessions have closed, so "nothing new" means a stale feed or a delisted symbol.
+        raise sources.SourceError(
+            f"{ticker}: the {source.kind} source has no prices after {last} although "
+            f"{source.exchange} sessions up to {end} have closed (stale feed or delisted symbol?)"
+        )
     restated = store.restated_dates(store.read_prices(home, ticker), frame, source.restatement_tolerance)
     if restated and start > source.start:
         # Adjusted prices before the overlap changed too: only a full refetch makes them consistent.
@@ -120,6 +126,11 @@ def _record(
         fetched_from=None if fetched_from is None else str(fetched_from),
         reason=reason,
     )
+
+
+def session_closed_since(exchange: str, last_stored: dt.date, end: dt.date) -> bool:
+    """Whether `exchange` has a session after `last_stored` and up to `end` (inclusive)."""
+    return len(calendar.sessions(exchange, last_stored + dt.timedelta(days=1), end)) > 0
 
 
 def resolve_end(source: SourceConfig, now: pd.Timestamp | None = None) -> dt.date:

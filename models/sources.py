@@ -147,8 +147,14 @@ def read_folder_file(folder: Path, ticker: str) -> pd.DataFrame:
         raise SourceError(f"{path}: cannot be read: {err}") from err
     if raw.empty:
         raise SourceError(f"{path}: no rows")
+    if str(raw.index.name).strip().lower() in ("date", "datetime"):
+        raw = raw.reset_index()  # a frame saved straight from yfinance keeps its dates in the index
     frame = normalize_columns(raw, str(path))
-    parsed = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(frame["date"]):  # typed Parquet dates, maybe tz-aware
+        dates = frame["date"]
+        parsed = dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
+    else:
+        parsed = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     bad = parsed.isna()
     if bad.any():
         i = int(bad.to_numpy().argmax())

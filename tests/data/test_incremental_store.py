@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from models import calendar, ingest, store
+from models import calendar, ingest, sources, store
 from models.config import SourceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +193,26 @@ def test_a_writer_killed_with_sigkill_mid_write_leaves_the_previous_file_intact(
         assert pq.ParquetFile(home / "prices" / "ACME.parquet").metadata.num_rows == 1_500_000
         pytest.skip("the writer finished before the kill landed; the new file is complete")
     assert_previous_file_intact(home, digest, frame)
+
+
+def test_a_source_with_nothing_new_although_sessions_closed_is_an_error(setup):
+    source, folder, home = setup
+    prices(DAY_1).to_csv(folder / "ACME.csv", index=False)
+    ingest.ingest_ticker(source, "ACME", home, DAY_1, RUN_1)
+    before = (home / "prices" / "ACME.parquet").read_bytes()
+    with pytest.raises(sources.SourceError, match=r"ACME: the folder source has no prices after 2024-06-27"):
+        ingest.ingest_ticker(source, "ACME", home, DAY_2, RUN_2)  # the file was not updated
+    assert (home / "prices" / "ACME.parquet").read_bytes() == before
+    # A weekend later no session has closed: up to date, not stale.
+    prices(DAY_2).to_csv(folder / "ACME.csv", index=False)
+    ingest.ingest_ticker(source, "ACME", home, DAY_2, RUN_2)
+    assert ingest.ingest_ticker(source, "ACME", home, dt.date(2024, 6, 30), RUN_2).status == "up_to_date"
+
+
+def test_a_parquet_file_with_typed_dates_in_the_index_is_read(setup):
+    source, folder, home = setup
+    frame = prices(DAY_1).rename(columns={"date": "Date", "adj_close": "Adj Close"})
+    frame["Date"] = pd.to_datetime(frame["Date"]).dt.tz_localize("America/New_York")
+    frame.set_index("Date").to_parquet(folder / "ACME.parquet")
+    record = ingest.ingest_ticker(source, "ACME", home, DAY_1, RUN_1)
+    assert record.status == "ok" and record.rows_added == len(frame) and record.last_date == str(DAY_1)
