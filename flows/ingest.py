@@ -63,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_source_arguments(parser)
     parser.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
+    parser.add_argument(
+        "--max-failed-share",
+        type=float,
+        default=0.2,
+        help="fail the run when more than this share of tickers is quarantined (default 0.2)",
+    )
     args = parser.parse_args(argv)
-    result = ingest(source_from_args(args), args.home)
+    result = ingest(source_from_args(args), args.home, args.max_failed_share)
     print(json.dumps(result["records"], indent=2))
     return 0
 

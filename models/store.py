@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +177,16 @@ def to_store_table(frame: pd.DataFrame, source: str, fetched_at: pd.Timestamp) -
     return pa.Table.from_pandas(out, schema=PRICE_SCHEMA, preserve_index=False)
 
 
+# A temp file this old cannot belong to a write still in progress: a writer that was killed left it.
+STALE_TEMP_SECONDS = 3600
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file via a temp file in the same folder and an atomic rename."""
+    """Write a Parquet file via a temp file in the same folder and an atomic rename.
+
+    A writer killed midway leaves only its temp file (`.<name>.<random>.tmp`); the next write of the
+    same table removes such leftovers once they are older than STALE_TEMP_SECONDS.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -189,6 +198,35 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)  # makes the rename itself survive a power loss
+    remove_stale_temp_files(path)
+
+
+def remove_stale_temp_files(path: Path, older_than_s: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete temp files that killed writers of `path` left behind; returns what was removed."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed.append(leftover)
+        except FileNotFoundError:  # another cleanup got there first
+            continue
+    return removed
+
+
+def _fsync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def upsert(

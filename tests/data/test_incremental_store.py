@@ -176,6 +176,11 @@ def test_a_writer_dying_midway_leaves_the_previous_file_intact(stored):
     leftovers = list((home / "prices").glob(".ACME.parquet.*.tmp"))
     assert leftovers and leftovers[0].stat().st_size > 0  # it did die mid-write, in the temp file
     assert_previous_file_intact(home, digest, frame)
+    # The next write clears the leftover once it is old enough to belong to no live writer.
+    old = time.time() - store.STALE_TEMP_SECONDS - 1
+    os.utime(leftovers[0], (old, old))
+    store.write_atomic(pq.read_table(home / "prices" / "ACME.parquet"), home / "prices" / "ACME.parquet")
+    assert list((home / "prices").glob(".ACME.parquet.*.tmp")) == []
 
 
 def test_a_writer_killed_with_sigkill_mid_write_leaves_the_previous_file_intact(stored):
