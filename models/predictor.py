@@ -66,12 +66,22 @@ class Predictor:
 
 
 def load_predictor(registry: Registry | str | Path, ref: str) -> Predictor:
-    """Resolve `ref`, verify the bundle's checksums, and load its model (safe_mode) and stats."""
+    """Resolve `ref`, verify the bundle's checksums, and load its model (safe_mode) and stats.
+
+    Args:
+        registry: A Registry, or its root (a folder or an fsspec URL such as s3://bucket/prefix).
+        ref: `name@champion`, `name@latest`, `name/7`, or a bare `name` (the champion).
+
+    Raises:
+        RegistryError: the reference does not resolve, the schema_version is unknown, or a file
+            does not match its sha256 in the manifest.
+    """
     reg = registry if isinstance(registry, Registry) else Registry(registry)
     bundle = reg.resolve(ref)
     manifest = reg.verify(bundle)
-    model = keras.saving.load_model(bundle.path / "model.keras", safe_mode=True)
-    stats = read_stats(bundle.path / "stats.parquet")
+    folder = reg.local_path(bundle)  # verified above; in an object store, the downloaded copy
+    model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    stats = read_stats(folder / "stats.parquet")
     if list(stats.features) != list(manifest["features"]):
         raise ValueError(
             f"{bundle}: stats features {stats.features} differ from manifest {manifest['features']}"

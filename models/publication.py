@@ -7,7 +7,6 @@ into a rejected one whose gate reasons say why; `champion` stays where it was.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from models import report
@@ -89,4 +88,4 @@ def publish_run(
         registry.promote(name, bundle.version)
     if keep is not None:
         registry.prune(name, keep=keep)
-    return bundle, json.loads((bundle.path / "manifest.json").read_text())
+    return bundle, registry.manifest(bundle)

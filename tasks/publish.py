@@ -47,10 +47,10 @@ def publish(
         keep=keep,
     )
     verdict = manifest["gate"]["verdict"]
-    uri = bundle.path.resolve().as_uri()
+    uri = bundle.url
     create_markdown_artifact(
         key="retrain-report",
-        markdown=(bundle.path / "report.md").read_text(),
+        markdown=registry.read_file(bundle, "report.md").decode(),
         description=f"{bundle} {verdict}",
     )
     rows = [{"model": "this model", **_scores(manifest["metrics"])}]
@@ -71,11 +71,11 @@ def publish(
             "reasons": manifest["gate"]["reasons"],
         },
     )
-    get_run_logger().info("published %s (%s) at %s", bundle, verdict, bundle.path)
+    get_run_logger().info("published %s (%s) at %s", bundle, verdict, uri)
     return {
         "model": bundle.model,
         "version": bundle.version,
-        "path": str(bundle.path),
+        "path": str(bundle.path) if bundle.path is not None else uri,
         "verdict": verdict,
         "reasons": manifest["gate"]["reasons"],
         "metrics": _scores(manifest["metrics"]),

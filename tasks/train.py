@@ -39,7 +39,7 @@ def evaluate(dataset: DatasetInfo, trained: dict, config: PipelineConfig, regist
         Path(trained["model_path"]),
         config.gate,
         fatal,
-        champion.path if champion else None,
+        registry.local_path(champion) if champion else None,
         champion.version if champion else None,
     )
     logger = get_run_logger()

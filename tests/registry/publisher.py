@@ -3,6 +3,7 @@
     python publisher.py publish ROOT COUNT          publish COUNT versions, print their numbers
     python publisher.py crash ROOT STEP             publish one version, SIGKILL itself at STEP
 
+ROOT is a folder or an fsspec URL (s3://bucket/prefix, with AWS_ENDPOINT_URL set for a local S3).
 The crash points are set by wrapping the file-system calls the registry makes, inside this process
 only, so the registry code under test is exactly the code that runs in production.
 """
@@ -14,13 +15,14 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from models import registry as registry_module  # noqa: E402
-from models.registry import ALIASES, MANIFEST, Registry  # noqa: E402
+from models.registry import ALIASES, MANIFEST, ObjectStoreRegistry, Registry  # noqa: E402
 
 MODEL = "updown"
 STEPS = (
@@ -31,6 +33,15 @@ STEPS = (
     "after-rename",  # version folder in place, aliases not moved
     "mid-alias",  # aliases temp file written, not yet swapped in
     "after-alias",  # aliases swapped, lock not yet released
+)
+# In an object store there is no rename: files go to a temporary prefix, are copied into the
+# version's prefix, the manifest is written last, then aliases.json is replaced by one PUT.
+OBJECT_STORE_STEPS = (
+    "mid-upload",  # one file uploaded to the temporary prefix
+    "mid-copy",  # one file copied into the version prefix, no manifest
+    "before-manifest",  # every file copied, no manifest
+    "after-manifest",  # manifest written, temporary prefix not yet removed, aliases not moved
+    "after-alias",  # aliases.json replaced, lock object not yet removed
 )
 
 
@@ -94,23 +105,58 @@ def arm(step: str) -> None:
     registry_module._write_json_atomic = write_json
 
 
+def arm_object_store(registry: ObjectStoreRegistry, step: str) -> None:
+    """Wrap the registry's fsspec calls in this process so it dies at `step`."""
+    fs = registry.fs
+    real_put, real_copy, real_pipe = fs.put_file, fs.copy, fs.pipe_file
+
+    def put_file(lpath, rpath, *args, **kwargs):
+        out = real_put(lpath, rpath, *args, **kwargs)
+        if step == "mid-upload":
+            die()
+        return out
+
+    def copy(path1, path2, *args, **kwargs):
+        out = real_copy(path1, path2, *args, **kwargs)
+        if step == "mid-copy":
+            die()
+        return out
+
+    def pipe_file(path, data, *args, **kwargs):
+        name = str(path).rsplit("/", 1)[-1]
+        if step == "before-manifest" and name == MANIFEST:
+            die()
+        out = real_pipe(path, data, *args, **kwargs)
+        if (step == "after-manifest" and name == MANIFEST) or (step == "after-alias" and name == ALIASES):
+            die()
+        return out
+
+    fs.put_file, fs.copy, fs.pipe_file = put_file, copy, pipe_file
+
+
 def main(argv: list[str]) -> int:
-    mode, root = argv[0], Path(argv[1])
+    mode, root = argv[0], argv[1]
     registry = Registry(root)
-    scratch = root.parent / f"scratch-{os.getpid()}"
+    scratch = Path(tempfile.mkdtemp(prefix="publisher-"))
     if mode == "publish":
         done = []
         for i in range(int(argv[2])):
             files = bundle_files(scratch / str(i), f"{os.getpid()}-{i}")
             done.append(registry.publish(MODEL, files, manifest(f"{os.getpid()}-{i}"), promote=True).version)
+        shutil.rmtree(scratch, ignore_errors=True)
         print(json.dumps(done))
         return 0
     if mode == "crash":
         step = argv[2]
-        if step not in STEPS:
-            raise SystemExit(f"unknown step {step!r}; steps: {STEPS}")
+        remote = isinstance(registry, ObjectStoreRegistry)
+        steps = OBJECT_STORE_STEPS if remote else STEPS
+        if step not in steps:
+            raise SystemExit(f"unknown step {step!r}; steps: {steps}")
         files = bundle_files(scratch, f"crash-{step}")
-        arm(step)
+        if remote:
+            arm_object_store(registry, step)
+        else:
+            arm(step)
         registry.publish(MODEL, files, manifest(f"crash-{step}"), promote=True)
         print("published without crashing", file=sys.stderr)
         return 3

@@ -233,3 +233,56 @@ def test_a_failed_smoke_test_rejects_the_version_and_keeps_the_champion(run, tmp
     assert registry.verify("updown/2")["gate"]["verdict"] == "rejected"  # still a verifiable bundle
     report = (bundle.path / "report.md").read_text()
     assert report.startswith("# updown — REJECTED") and "serving smoke test failed" in report
+
+
+def test_s3_round_trip_with_smoke_test_predictor_and_cli(run, s3_endpoint, tmp_path):
+    """The same run published to the S3 server: smoke-tested in a fresh process that reads the bucket,
+    promoted, then loaded back (verified download) with predictions identical to the local bundle."""
+    url = f"s3://pipeline/consumer-{tmp_path.name}"
+    registry = Registry(url)
+    bundle, manifest = publish_run(
+        registry,
+        run["config"],
+        run["info"],
+        run["trained"].as_dict(),
+        run["evaluation"],
+        SOURCE,
+        None,
+        tmp_path / "publish",
+        run["smoke_prices"],
+        keep=10,
+    )
+    assert (bundle.version, manifest["gate"]["verdict"]) == (1, "promoted")
+    assert bundle.url == f"{url}/updown/1"
+    assert Registry(url).aliases("updown") == {"champion": 1, "latest": 1}
+
+    prices = all_prices(run["prices"])
+    remote = Registry(url).load_predictor("updown@champion").predict(prices)
+    local = run["registry"].load_predictor("updown/1").predict(prices)
+    pd.testing.assert_frame_equal(remote, local)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models",
+            "--registry",
+            url,
+            "predict",
+            "updown@champion",
+            "--latest",
+            "--prices",
+            str(run["smoke_prices"]),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "ticker,date,p_down,p_range_bound,p_up,label" and len(lines) == 1 + 4
+    listing = subprocess.run(
+        [sys.executable, "-m", "models", "list", "--registry", url], capture_output=True, text=True, cwd=REPO
+    )
+    assert listing.stdout.splitlines()[1].split()[:2] == ["1", "promoted"], listing.stderr
