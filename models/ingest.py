@@ -85,10 +85,16 @@ def ingest_ticker(
             f"{ticker}: the {source.kind} source has no prices after {last} although "
             f"{source.exchange} sessions up to {end} have closed (stale feed or delisted symbol?)"
         )
-    restated = store.restated_dates(store.read_prices(home, ticker), frame, source.restatement_tolerance)
-    if restated and start > source.start:
+    stored = store.read_prices(home, ticker)
+    restated = store.restated_dates(stored, frame, source.restatement_tolerance)
+    if restated:
         # Adjusted prices before the overlap changed too: only a full refetch makes them consistent.
-        full = _load(source, ticker, source.start, end, home, rules.today)
+        full = frame if start <= source.start else _load(source, ticker, source.start, end, home, rules.today)
+        if pd.Timestamp(full["date"].min()) > pd.Timestamp(stored["date"].min()):
+            raise sources.SourceError(
+                f"{ticker}: history was restated but the refetch starts at {full['date'].min().date()}, "
+                f"after the stored {stored['date'].min().date()}; refusing to drop stored rows"
+            )
         _, changed = store.replace_prices(home, ticker, full, label, fetched_at, rules)
         reason = f"adj_close restated on {len(restated)} overlap session(s) from {restated[0]}"
         return _record(source, home, ticker, "restated", changed, source.start, reason)

@@ -221,3 +221,16 @@ def test_a_parquet_file_with_typed_dates_in_the_index_is_read(setup):
     frame.set_index("Date").to_parquet(folder / "ACME.parquet")
     record = ingest.ingest_ticker(source, "ACME", home, DAY_1, RUN_1)
     assert record.status == "ok" and record.rows_added == len(frame) and record.last_date == str(DAY_1)
+
+
+def test_a_restatement_refetch_that_would_drop_stored_rows_is_refused(setup):
+    source, folder, home = setup
+    prices(DAY_1).to_csv(folder / "ACME.csv", index=False)
+    ingest.ingest_ticker(source, "ACME", home, DAY_1, RUN_1)
+    before = (home / "prices" / "ACME.parquet").read_bytes()
+    shorter = prices(DAY_2).iloc[100:].copy()  # the source now only serves recent history
+    shorter["adj_close"] *= 0.98
+    shorter.to_csv(folder / "ACME.csv", index=False)
+    with pytest.raises(sources.SourceError, match=r"refusing to drop stored rows"):
+        ingest.ingest_ticker(source, "ACME", home, DAY_2, RUN_2)
+    assert (home / "prices" / "ACME.parquet").read_bytes() == before
