@@ -16,12 +16,23 @@ export KERAS_HOME ?= $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help demo test test-fast lint format env clean
+.PHONY: help demo test test-fast lint format env clean serve deploy stop
+
+# `make serve`: a Prefect server on 127.0.0.1 and a process worker, in the background; pids and logs
+# under .prefect/. The server keeps its own database (.prefect/server/) so `make demo`'s temporary
+# API never shares it. Point the CLI at it with: export PREFECT_API_URL=$(LOCAL_API_URL)
+PREFECT_PORT ?= 4200
+LOCAL_API_URL := http://127.0.0.1:$(PREFECT_PORT)/api
+POOL ?= updown-process
+PREFECT := $(CURDIR)/$(VENV)/bin/prefect
 
 help:
 	@echo "make demo   run the nightly retrain flow on the built-in (synthetic) sample market"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff check + format check"
+	@echo "make serve  start a local Prefect server (127.0.0.1:$(PREFECT_PORT)) and a worker in the background"
+	@echo "make deploy create the work pool and deploy prefect.yaml (nightly, manual, backfill)"
+	@echo "make stop   stop the worker and the server started by make serve"
 
 # uv: the one on PATH, else `python3 -m uv`, else installed with pip into .tools/.
 UV = $(shell command -v uv 2>/dev/null || ($(PYTHON) -m uv --version >/dev/null 2>&1 && echo "$(PYTHON) -m uv") || echo "$(TOOLS)/bin/uv")
@@ -56,3 +67,42 @@ format: $(VENV)/.synced
 
 clean:
 	rm -rf .pipeline .prefect .keras .pytest_cache
+
+serve: $(VENV)/.synced
+	@mkdir -p .prefect/server
+	@if [ -f .prefect/server.pid ] && kill -0 $$(cat .prefect/server.pid) 2>/dev/null; then \
+		echo "server already running (pid $$(cat .prefect/server.pid))"; \
+	else \
+		PREFECT_HOME=$(CURDIR)/.prefect/server setsid $(PREFECT) server start --host 127.0.0.1 \
+			--port $(PREFECT_PORT) > .prefect/server.log 2>&1 < /dev/null & echo $$! > .prefect/server.pid; \
+	fi
+	@for _ in $$(seq 120); do \
+		$(PY) -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)' $(LOCAL_API_URL)/health \
+			2>/dev/null && exit 0; \
+		sleep 1; \
+	done; echo "server not healthy after 120 s: see .prefect/server.log"; exit 1
+	@echo "server: $(LOCAL_API_URL) (log .prefect/server.log)"
+	@if [ -f .prefect/worker.pid ] && kill -0 $$(cat .prefect/worker.pid) 2>/dev/null; then \
+		echo "worker already running (pid $$(cat .prefect/worker.pid))"; \
+	else \
+		PREFECT_API_URL=$(LOCAL_API_URL) setsid env --default-signal=INT $(PREFECT) worker start \
+			--pool $(POOL) --type process > .prefect/worker.log 2>&1 < /dev/null & echo $$! > .prefect/worker.pid; \
+	fi
+	@echo "worker: pool $(POOL) (log .prefect/worker.log); next: make deploy"
+
+deploy: $(VENV)/.synced
+	PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API_URL)} $(PREFECT) work-pool create $(POOL) --type process --overwrite
+	PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API_URL)} $(PREFECT) deploy --all --no-prompt
+
+# A worker started with SIGINT restored stops on one SIGTERM; each runs in its own session, so the
+# whole group (flow-run children included) goes.
+stop:
+	@for name in worker server; do \
+		pid=$$(cat .prefect/$$name.pid 2>/dev/null) || continue; \
+		if kill -TERM -- -$$pid 2>/dev/null; then \
+			for _ in $$(seq 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+			kill -KILL -- -$$pid 2>/dev/null || true; \
+			echo "stopped $$name (pid $$pid)"; \
+		fi; \
+		rm -f .prefect/$$name.pid; \
+	done

@@ -1,9 +1,11 @@
-"""Small helpers shared by the flows: where the data lives, and quiet-by-default TensorFlow."""
+"""Small helpers shared by the flows: where the data lives, the task runner, quiet TensorFlow."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from prefect import Flow
 
 from models.config import Settings
 
@@ -17,3 +19,23 @@ def quiet_tensorflow() -> None:
     """Hide TensorFlow's C++ start-up chatter unless the user asked for it (CLI entry points only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def with_task_runner(
+    flow: Flow, kind: str = "thread", dask_address: str | None = None, **cluster: int
+) -> Flow:
+    """`flow` on Prefect's default thread pool, or on Dask: a local cluster, or the scheduler at an address.
+
+    Prefect fixes a flow's task runner when it is decorated, so the choice is made per call here,
+    which lets a deployment parameter pick it. `cluster` goes to the local cluster (n_workers, ...).
+    """
+    if kind == "thread":
+        return flow
+    if kind != "dask":
+        raise ValueError(f"unknown task runner {kind!r}: use 'thread' or 'dask'")
+    from prefect_dask import DaskTaskRunner  # dask is imported only by runs that ask for it
+
+    if dask_address:
+        return flow.with_options(task_runner=DaskTaskRunner(address=dask_address))
+    # Processes, not threads: the per-ticker work is pandas code that holds the GIL.
+    return flow.with_options(task_runner=DaskTaskRunner(cluster_kwargs={"processes": True, **cluster}))

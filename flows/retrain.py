@@ -6,9 +6,12 @@ Examples:
     python -m flows.retrain --source yfinance --tickers SPY,QQQ,IWM --start 2012-01-03
     python -m flows.retrain --source folder --folder ./prices --tickers ACME,INIT
     python -m flows.retrain --window 20 --horizon 5 --theta 0.015 --epochs 10 --home /data/pipeline
+    python -m flows.retrain --force                          # retrain although nothing changed
+    python -m flows.retrain --task-runner dask --dask-address tcp://scheduler:8786
 
 Without PREFECT_API_URL, Prefect starts a temporary local API for the run.
-Exit status: 0 promoted, 1 rejected or failed.
+A run whose data and config equal the champion's trains nothing and says so (see --force).
+Exit status: 0 promoted or nothing to do, 1 rejected or failed.
 """
 
 from __future__ import annotations
@@ -17,28 +20,62 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.common import quiet_tensorflow, resolve_home
+from flows.common import quiet_tensorflow, resolve_home, with_task_runner
 from flows.ingest import ingest
 from models.config import PipelineConfig, SourceConfig
 from models.errors import ModelRejected
 from tasks.dataset import build_dataset
+from tasks.freshness import check_session, fingerprint_dataset, report_skip, unchanged_champion
 from tasks.publish import publish
 from tasks.train import evaluate, train_model
 
+FORCE_HINT = "to retrain anyway: `python -m flows.retrain --force` (make demo ARGS=--force) or force=true"
+
 
 @flow(name="retrain")
-def retrain(config: PipelineConfig = PipelineConfig(), home: str | None = None) -> dict:
-    """Retrain the direction model on fresh prices and publish it; fails when it is rejected."""
+def retrain(
+    config: PipelineConfig = PipelineConfig(),
+    home: str | None = None,
+    force: bool = False,
+    skip_if_no_session: bool = False,
+    now: dt.datetime | None = None,
+    task_runner: Literal["thread", "dask"] = "thread",
+    dask_address: str | None = None,
+) -> dict:
+    """Retrain the direction model on fresh prices and publish it; fails when it is rejected.
+
+    Skips (and completes) when `skip_if_no_session` and no exchange session closed since the last
+    run, or when the champion was trained on exactly this data and config, unless `force`.
+    `now` pins the clock for the session check; `task_runner="dask"` fans ingest out on Dask.
+    """
     home = resolve_home(home)
     run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
-    ingested = ingest(config.source, home)
-    info = build_dataset(config, home, ingested["tickers"], dt.date.fromisoformat(ingested["end"]), run_dir)
-    trained = train_model(info, config, run_dir)
     registry_root = str(Path(home) / "registry")
+    if skip_if_no_session and not force:
+        reason = check_session(config.source, home, now)
+        if reason is not None:
+            return {"verdict": "skipped", "reason": report_skip(reason, FORCE_HINT)}
+    ingested = with_task_runner(ingest, task_runner, dask_address)(config.source, home)
+    tickers, end = ingested["tickers"], dt.date.fromisoformat(ingested["end"])
+    # Before the dataset build and before TensorFlow is imported: a no-op nightly must stay cheap.
+    fingerprint = fingerprint_dataset(config, home, tickers, end)
+    unchanged = None if force else unchanged_champion(config, fingerprint, registry_root)
+    if unchanged is not None:
+        reason = f"no new data since version {unchanged} of {config.model.name} (same data, same config)"
+        return {
+            "verdict": "skipped",
+            "reason": report_skip(reason, FORCE_HINT),
+            "model": config.model.name,
+            "version": unchanged,
+            "fingerprint": fingerprint,
+        }
+    info = build_dataset(config, home, tickers, end, run_dir)
+    trained = train_model(info, config, run_dir)
     evaluation = evaluate(info, trained, config, registry_root)
     summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
     if summary["verdict"] != "promoted":
@@ -135,12 +172,40 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--model-name", help="registry name of the model (default updown)")
     g.add_argument("--config", help="a JSON PipelineConfig to start from; options above override it")
     parser.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
+    g = parser.add_argument_group("run")
+    g.add_argument(
+        "--force", action="store_true", help="retrain even when nothing changed since the champion"
+    )
+    g.add_argument(
+        "--skip-if-no-session",
+        action="store_true",
+        help="do nothing when no exchange session closed since the last stored one (the nightly's rule)",
+    )
+    g.add_argument(
+        "--task-runner",
+        choices=["thread", "dask"],
+        default="thread",
+        help="where per-ticker ingest runs: threads here (default) or Dask",
+    )
+    g.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://10.0.0.5:8786")
     args = parser.parse_args(argv)
     config = config_from_args(args)
     quiet_tensorflow()
-    state = retrain(config, args.home, return_state=True)
+    state = retrain(
+        config,
+        args.home,
+        force=args.force,
+        skip_if_no_session=args.skip_if_no_session,
+        task_runner=args.task_runner,
+        dask_address=args.dask_address,
+        return_state=True,
+    )
     if state.is_completed():
-        print_summary(state.result())
+        summary = state.result()
+        if summary["verdict"] == "skipped":
+            print(f"\nnothing to do: {summary['reason']}.\n{FORCE_HINT}.")
+        else:
+            print_summary(summary)
         return 0
     error = state.result(raise_on_failure=False)
     if isinstance(error, ModelRejected):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
 
-from models import dataset, sources, store
+from models import dataset, freshness, sources
 from models.config import PipelineConfig
 
 
@@ -18,11 +17,7 @@ def build_dataset(
     config: PipelineConfig, home: str, tickers: list[str], end: dt.date, run_dir: str
 ) -> dataset.DatasetInfo:
     """Features, labels, splits, train-only stats and window index for the stored prices."""
-    lo, hi = pd.Timestamp(config.source.start), pd.Timestamp(end)
-    prices = {}
-    for ticker in tickers:
-        frame = store.read_prices(Path(home), ticker)
-        prices[ticker] = frame.loc[(frame["date"] >= lo) & (frame["date"] <= hi)].reset_index(drop=True)
+    prices = freshness.stored_prices(Path(home), tickers, config.source.start, end)
     info = dataset.build_dataset(prices, config, Path(run_dir) / "dataset", sources.describe(config.source))
     logger = get_run_logger()
     logger.info("dataset %s: windows %s, splits %s", info.fingerprint[:12], info.sizes, info.splits)

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import Task, task
 from prefect.artifacts import create_table_artifact
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.states import State
 
@@ -22,12 +23,30 @@ def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:
     return isinstance(error, sources.TransientSourceError)
 
 
+def ticker_session_key(context: TaskRunContext, parameters: dict) -> str:
+    """One cache entry per (source, ticker, last session, store): a retried run refetches nothing it stored."""
+    source: SourceConfig = parameters["source"]
+    return "-".join(
+        (
+            "ingest",
+            sources.source_label(source),
+            source.start.isoformat(),
+            parameters["ticker"],
+            parameters["end"].isoformat(),
+            parameters["home"],
+        )
+    )
+
+
 @task(
     retries=3,
     retry_delay_seconds=[5, 30, 120],
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_transient_only,
     task_run_name="ingest-{ticker}",
+    cache_key_fn=ticker_session_key,
+    # A day covers a retried or re-triggered nightly; a restatement is caught by the next session's run.
+    cache_expiration=dt.timedelta(days=1),
 )
 def ingest_ticker(source: SourceConfig, ticker: str, home: str, end: dt.date) -> IngestRecord:
     """Fetch new daily prices for one ticker and merge them into the store."""

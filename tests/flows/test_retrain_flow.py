@@ -59,9 +59,9 @@ def test_bundle_loads_safely_and_predicts_probabilities(first_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_second_run_publishes_version_two(home, first_run):
+def test_a_forced_second_run_on_the_same_data_publishes_version_two(home, first_run):
     config, _ = first_run
-    summary = retrain(config, str(home))
+    summary = retrain(config, str(home), force=True)
     assert summary["version"] == 2
     assert Registry(home / "registry").aliases("updown") == {"latest": 2, "champion": 2}
 
