@@ -1,15 +1,18 @@
-"""The model registry: versioned bundles, aliases, and the consumer API.
+"""The model registry: versioned bundles, aliases, retention, and the consumer API.
 
-Layout under the registry root:
+Layout under the registry root (a folder, or any fsspec URL such as s3://bucket/prefix):
 
     <model>/<version>/      model.keras, stats.parquet, report.md, curves.png, confusion.png,
                             manifest.json (sha256 and size of every other file; written last)
     <model>/aliases.json    {"latest": 8, "champion": 7}
 
-A bundle is written into `<model>/.tmp-*` and renamed into place, so a listed version is always
-complete; `aliases.json` is replaced atomically under a lock, so two publishers never lose an update
-and every alias points at a complete bundle. Consumers resolve `name@champion`, `name@latest` or
-`name/7`, the checksums are verified, and the model is loaded with `safe_mode=True`.
+Publishing is two steps so a caller can check a version before it goes live: `add_version` writes
+the bundle into `<model>/.tmp-*` and renames it into place (a listed version is always complete),
+then `promote` moves `champion` and `latest` by replacing `aliases.json` atomically. Writers hold a
+lock (flock locally, a lock object in an object store), so two publishers get distinct versions and
+never lose an alias update; leftovers of a killed writer are removed by the next one. `prune` keeps
+the newest K versions plus every aliased one. Consumers resolve `name@champion`, `name@latest` or
+`name/7`; loading verifies every checksum and uses `safe_mode=True`.
 """
 
 from __future__ import annotations
