@@ -146,3 +146,14 @@ def test_sigkill_at_each_publish_step_leaves_the_bucket_readable(url, tmp_path, 
     left = {p.rsplit("/", 1)[-1] for p in registry.fs.ls(prefix)}
     assert left == {*(str(v) for v in registry.versions("updown")), "aliases.json"}
     assert_readable(url)
+
+
+def test_any_fsspec_url_works_not_only_s3(tmp_path):
+    url = f"memory://registry-{uuid.uuid4().hex[:8]}"
+    registry = Registry(url)
+    for i in range(4):
+        publish(registry, tmp_path, f"v{i}")
+    assert isinstance(registry, ObjectStoreRegistry)
+    assert registry.prune("updown", keep=2) == [1, 2]
+    assert (registry.versions("updown"), registry.aliases("updown")) == ([3, 4], {"champion": 4, "latest": 4})
+    assert registry.verify("updown@champion")["version"] == 4
