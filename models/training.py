@@ -1,7 +1,7 @@
 """Guarded training of the LSTM on a built dataset.
 
 Inputs are assembled batch by batch from the normalized feature matrix and the window index
-(`WindowBatches`), so memory grows with rows x features, not windows x window x features.
+(`window_dataset`), so memory grows with rows x features, not windows x window x features.
 """
 
 from __future__ import annotations
@@ -28,46 +28,67 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 
 
-class WindowBatches(keras.utils.PyDataset):
-    """Batches of (windows, labels[, weights]) gathered on the fly from one feature matrix."""
+def window_dataset(
+    matrix: np.ndarray,
+    ends: np.ndarray,
+    labels: np.ndarray,
+    window: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    class_weight: dict[int, float] | None = None,
+):
+    """A tf.data pipeline of (windows, labels[, weights]) gathered from one feature matrix.
 
-    def __init__(
-        self,
-        matrix: np.ndarray,
-        ends: np.ndarray,
-        labels: np.ndarray,
-        window: int,
-        batch_size: int,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        class_weight: dict[int, float] | None = None,
-    ):
-        super().__init__()
-        self.matrix, self.ends, self.labels = matrix, ends, labels
-        self.window, self.batch_size, self.shuffle = window, batch_size, shuffle
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(ends)) if shuffle else np.arange(len(ends))
-        self.weights = (
-            None
-            if class_weight is None
-            else np.array([class_weight[k] for k in range(len(CLASS_NAMES))], dtype=np.float32)
+    Only the matrix [rows, features] and the window end rows are held; each batch's windows are
+    gathered inside the graph (`tf.gather` of end - window + 1 .. end), so no [N, window, features]
+    array ever exists and no Python runs per batch. (A keras.utils.PyDataset doing the same gather
+    in numpy ran at ~0.47x the throughput of pre-materialized windows on 2 cores: per-batch Python.)
+    """
+    import tensorflow as tf
+
+    features = tf.constant(matrix)
+    end_rows = tf.constant(ends.astype(np.int64))
+    end_labels = tf.constant(labels[ends])
+    n, full = len(ends), (len(ends) // batch_size) * batch_size
+
+    def batches_of_one_epoch(_):
+        # Elements are whole batches of positions, so tf.data does per-batch, not per-window, work.
+        order = (
+            tf.random.shuffle(tf.range(n, dtype=tf.int64), seed=seed)
+            if shuffle
+            else tf.range(n, dtype=tf.int64)
         )
+        data = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], [-1, batch_size]))
+        if full < n:
+            data = data.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+        return data
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.ends) / self.batch_size)
+    n_batches = math.ceil(n / batch_size)
+    # flat_map hides the length; stating it lets Keras know where an epoch ends.
+    data = (
+        tf.data.Dataset.range(1)
+        .flat_map(batches_of_one_epoch)
+        .apply(tf.data.experimental.assert_cardinality(n_batches))
+    )
+    offsets = tf.range(-window + 1, 1, dtype=tf.int64)
+    weights = (
+        None
+        if class_weight is None
+        else tf.constant([class_weight[k] for k in range(len(CLASS_NAMES))], tf.float32)
+    )
 
-    def __getitem__(self, index: int):
-        rows = self.ends[np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])]
-        x = gather(self.matrix, rows, self.window)
-        y = self.labels[rows]
-        if self.weights is None:
+    def assemble(positions):
+        x = tf.gather(features, tf.gather(end_rows, positions)[:, None] + offsets)
+        y = tf.gather(end_labels, positions)
+        if weights is None:
             return x, y
-        return x, y, self.weights[y.astype(np.int64)]
+        return x, y, tf.gather(weights, tf.cast(y, tf.int64))
 
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self.order = self.rng.permutation(len(self.ends))
+    return data.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 @dataclass
@@ -192,7 +213,7 @@ def train(
         log(f"preflight flag: {d}")
 
     class_weight = balanced_class_weight(labels[ends["train"]]) if config.training.class_weights else None
-    train_batches = WindowBatches(
+    train_batches = window_dataset(
         matrix,
         ends["train"],
         labels,
@@ -202,7 +223,7 @@ def train(
         seed=config.training.seed,
         class_weight=class_weight,
     )
-    val_batches = WindowBatches(matrix, ends["validation"], labels, w, bs)
+    val_batches = window_dataset(matrix, ends["validation"], labels, w, bs)
     probe = ends["validation"][:: max(1, len(ends["validation"]) // 2048)]
     if config.model.stateful:
         probe = ends["validation"][: bs * max(1, min(len(ends["validation"]) // bs, 2048 // bs))]
@@ -224,6 +245,7 @@ def train(
         validation_data=val_batches,
         epochs=config.training.epochs,
         callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself each epoch (unless stateful)
         verbose=0,
     )
     seconds = time.perf_counter() - started
