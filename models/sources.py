@@ -197,6 +197,8 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
     import yfinance as yf  # imported here: it is slow to import and only this source needs it
 
     # yfinance 1.7 exports only this name; it moves the timezone, cookie and ISIN caches together.
+    # yfinance keeps a cache database open once used, so in one process the first home used wins
+    # (a deployed run is one process with one home).
     yf.set_tz_cache_location(str(Path(home) / "cache" / "yfinance"))
     # Raise instead of logging and returning an empty frame, so failures can be told apart.
     yf.config.debug.hide_exceptions = False

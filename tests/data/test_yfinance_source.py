@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+import yfinance.cache
 
 from models import calendar, ingest, sources, store
 from models.config import SourceConfig
@@ -56,7 +57,8 @@ def test_one_ticker_round_trips_through_yfinance(yahoo, tmp_path):
     assert int(history["period1"]) == int(pd.Timestamp("2024-01-02", tz="America/New_York").timestamp())
     assert int(history["period2"]) == int(pd.Timestamp("2024-03-29", tz="America/New_York").timestamp())
     assert history["events"] == "div,splits,capitalGains"
-    assert (tmp_path / "cache" / "yfinance").is_dir()  # not the user's ~/.cache
+    # Caches go to the data home, not ~/.cache (yfinance creates the folder on first use per process).
+    assert yfinance.cache._TzDBManager.get_location() == str(tmp_path / "cache" / "yfinance")
 
 
 def test_several_tickers_each_get_their_own_prices(yahoo, tmp_path):
