@@ -3,6 +3,7 @@
 python -m flows.ingest --source sample --tickers AAA,BBB
 python -m flows.ingest --source yfinance --tickers AAPL,MSFT --start 2015-01-02
 python -m flows.ingest --source folder --folder ./csv --tickers ACME
+python -m flows.ingest --source sample --task-runner dask      # per-ticker work on a local Dask cluster
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prefect import flow, unmapped
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from flows.common import resolve_home
+from flows.common import resolve_home, with_task_runner
 from models.config import SourceConfig
 from models.ingest import IngestRecord
 from tasks.ingest import ingest_ticker, report_ingest, resolve_end
@@ -69,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="fail the run when more than this share of tickers is quarantined (default 0.2)",
     )
+    parser.add_argument(
+        "--task-runner", choices=["thread", "dask"], default="thread", help="where per-ticker work runs"
+    )
+    parser.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://host:8786")
     args = parser.parse_args(argv)
-    result = ingest(source_from_args(args), args.home, args.max_failed_share)
+    on_runner = with_task_runner(ingest, args.task_runner, args.dask_address)
+    result = on_runner(source_from_args(args), args.home, args.max_failed_share)
     print(json.dumps(result["records"], indent=2))
     return 0
 
