@@ -8,6 +8,7 @@ another: the source a model was trained on is always the one configured, and it 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from pathlib import Path
@@ -196,10 +197,7 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
     """
     import yfinance as yf  # imported here: it is slow to import and only this source needs it
 
-    # yfinance 1.7 exports only this name; it moves the timezone, cookie and ISIN caches together.
-    # yfinance keeps a cache database open once used, so in one process the first home used wins
-    # (a deployed run is one process with one home).
-    yf.set_tz_cache_location(str(Path(home) / "cache" / "yfinance"))
+    _point_yfinance_caches(str(Path(home) / "cache" / "yfinance"))
     # Raise instead of logging and returning an empty frame, so failures can be told apart.
     yf.config.debug.hide_exceptions = False
     # yfinance memoizes the timezone probe's response in-process, a 5xx page included: without this
@@ -226,6 +224,19 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
         one["date"] = pd.to_datetime(one["date"]).dt.tz_localize(None).astype("datetime64[ns]")
         out[ticker] = one
     return out
+
+
+@functools.cache
+def _point_yfinance_caches(location: str) -> None:
+    """Move yfinance's timezone, cookie and ISIN caches to `location`, once per location.
+
+    Once: moving closes yfinance's cache database, which would pull it from under a fetch running in
+    another task thread. yfinance also keeps a database open once used, so in one process the first
+    home used wins (a deployed run is one process with one home).
+    """
+    import yfinance as yf
+
+    yf.set_tz_cache_location(location)  # yfinance 1.7's exported name; it moves all three caches
 
 
 # Exception type names of the HTTP clients yfinance may use (curl_cffi or requests) for a failure
