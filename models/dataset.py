@@ -26,12 +26,13 @@ import pandas as pd
 from models import labels as labelling
 from models.config import CLASS_NAMES, PipelineConfig
 from models.diagnosis import Diagnosis, GuardFailure
-from models.features import compute_features
+from models.features import PriceColumns, feature_matrix
 from models.normalization import Stats, fit_normalization, read_stats, write_stats
 from models.store import PRICE_COLUMNS
 from models.windows import SPLITS, SplitRanges, chronological_split, window_ends
 
 ROWS_FILE = "rows.npz"
+DATASET_COLUMNS = ["date", *PRICE_COLUMNS]  # what the dataset reads from the price store
 STATS_FILE = "stats.parquet"
 INFO_FILE = "dataset.json"
 
@@ -107,22 +108,24 @@ def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tupl
     h = rule.horizon
     parts = []
     for tid, ticker in enumerate(sorted(prices)):
-        frame = prices[ticker].sort_values("date").reset_index(drop=True)
+        frame = prices[ticker]
+        if not frame["date"].is_monotonic_increasing:
+            frame = frame.sort_values("date")
+        columns = PriceColumns.from_frame(frame)
         try:
-            feats = compute_features(frame, names)
+            first, feats = feature_matrix(columns, names)  # rows first.. of the frame (warm-up dropped)
         except ValueError as err:
             raise ValueError(f"{ticker}: {err}") from err
-        offset = len(frame) - len(feats)  # feature rows are the frame's rows after the warm-up
-        forward = labelling.forward_returns(feats["adj_close"].to_numpy(), h)
+        forward = labelling.forward_returns(columns.adj_close[first:], h)
         if rule.rule == "volatility":
-            sigma = labelling.trailing_volatility(frame["adj_close"].to_numpy(), rule.volatility_window)
-            unit = sigma[offset:] * np.sqrt(h)
+            sigma = labelling.trailing_volatility(columns.adj_close, rule.volatility_window)
+            unit = sigma[first:] * np.sqrt(h)
         else:
             unit = np.ones(len(feats))
-        dates = feats["date"].to_numpy(dtype="datetime64[ns]")
+        dates = columns.date[first:]
         label_dates = np.full(len(dates), np.datetime64("NaT"), dtype="datetime64[ns]")
         label_dates[: max(len(dates) - h, 0)] = dates[h:]
-        parts.append((tid, feats[list(names)].to_numpy(np.float64), dates, label_dates, forward, unit))
+        parts.append((tid, feats, dates, label_dates, forward, unit))
     if not parts or sum(len(p[2]) for p in parts) == 0:
         raise ValueError("no rows left after the features' warm-up: load a longer history")
     ticker_ids = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int32) for p in parts])

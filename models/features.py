@@ -2,61 +2,112 @@
 
 Every feature at day t is a function of rows <= t (a test mutates the future and checks). Rows
 without enough history for every selected feature (the warm-up) are dropped, never filled.
+Features are numpy functions of a ticker's price columns: the dataset build is dominated by them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-FeatureFn = Callable[[pd.DataFrame], pd.Series]
+PRICE_FIELDS = ("open", "high", "low", "close", "adj_close", "volume")
 
 
-def _log_return(p: pd.DataFrame) -> pd.Series:
-    return np.log(p["adj_close"]).diff()
+@dataclass(frozen=True)
+class PriceColumns:
+    """One ticker's prices as numpy columns, sorted by date (`p["close"]` or `p.close`)."""
+
+    date: np.ndarray  # datetime64[ns]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    adj_close: np.ndarray
+    volume: np.ndarray
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def __len__(self) -> int:
+        return len(self.date)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> PriceColumns:
+        return cls(
+            date=frame["date"].to_numpy(dtype="datetime64[ns]"),
+            **{f: frame[f].to_numpy(dtype=np.float64) for f in PRICE_FIELDS},
+        )
 
 
-def _intraday_range(p: pd.DataFrame) -> pd.Series:
-    return (p["high"] - p["low"]) / p["close"]
+FeatureFn = Callable[[PriceColumns], np.ndarray]
 
 
-def _close_location(p: pd.DataFrame) -> pd.Series:
-    span = p["high"] - p["low"]
+def _shift(x: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    if len(x) > k:
+        out[k:] = x[:-k]
+    return out
+
+
+def _rolling(x: np.ndarray, window: int, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """reduce() over each trailing window ending at t; NaN until a full window exists."""
+    out = np.full(len(x), np.nan)
+    if len(x) >= window:
+        out[window - 1 :] = reduce(np.lib.stride_tricks.sliding_window_view(x, window))
+    return out
+
+
+def _log_return(p: PriceColumns) -> np.ndarray:
+    return np.log(p.adj_close) - np.log(_shift(p.adj_close, 1))
+
+
+def _intraday_range(p: PriceColumns) -> np.ndarray:
+    return (p.high - p.low) / p.close
+
+
+def _close_location(p: PriceColumns) -> np.ndarray:
+    span = p.high - p.low
     # A day with high == low has no range to be located in: call it the middle.
-    return ((p["close"] - p["low"]) / span.where(span > 0)).fillna(0.5)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(span > 0, (p.close - p.low) / span, 0.5)
 
 
-def _gap(p: pd.DataFrame) -> pd.Series:
+def _gap(p: PriceColumns) -> np.ndarray:
     # open/close are unadjusted: scale by the adjustment factor so a split is not a gap.
-    factor = p["adj_close"] / p["close"]
-    return np.log((p["open"] * factor) / (p["close"] * factor).shift(1))
+    factor = p.adj_close / p.close
+    return np.log(p.open * factor) - np.log(_shift(p.close * factor, 1))
 
 
-def _log_volume_change(p: pd.DataFrame) -> pd.Series:
-    return np.log1p(p["volume"].astype(float)).diff()
+def _log_volume_change(p: PriceColumns) -> np.ndarray:
+    logged = np.log1p(p.volume)
+    return logged - _shift(logged, 1)
 
 
-def _volatility_20(p: pd.DataFrame) -> pd.Series:
-    return _log_return(p).rolling(20, min_periods=20).std()
+def _volatility_20(p: PriceColumns) -> np.ndarray:
+    return _rolling(_log_return(p), 20, lambda w: w.std(axis=1, ddof=1))
 
 
-def _momentum_20(p: pd.DataFrame) -> pd.Series:
-    return np.log(p["adj_close"] / p["adj_close"].shift(20))
+def _momentum_20(p: PriceColumns) -> np.ndarray:
+    return np.log(p.adj_close) - np.log(_shift(p.adj_close, 20))
 
 
-def _rsi_14(p: pd.DataFrame) -> pd.Series:
-    change = p["adj_close"].diff()
-    gain = change.clip(lower=0).rolling(14, min_periods=14).mean()
-    loss = (-change.clip(upper=0)).rolling(14, min_periods=14).mean()
+def _rsi_14(p: PriceColumns) -> np.ndarray:
+    change = p.adj_close - _shift(p.adj_close, 1)
+    gain = _rolling(np.clip(change, 0, None), 14, lambda w: w.mean(axis=1))
+    loss = _rolling(np.clip(-change, 0, None), 14, lambda w: w.mean(axis=1))
     total = gain + loss
-    return (gain / total.where(total > 0)).fillna(0.5)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A flat fortnight (no gain, no loss) is neutral, 0.5; the warm-up stays NaN.
+        return np.where(np.isnan(total), np.nan, np.where(total > 0, gain / total, 0.5))
 
 
 def _weekday(day: int) -> FeatureFn:
-    def feature(p: pd.DataFrame) -> pd.Series:
-        return pd.Series((pd.DatetimeIndex(p["date"]).dayofweek == day).astype(float), index=p.index)
+    def feature(p: PriceColumns) -> np.ndarray:
+        days = p.date.astype("datetime64[D]").astype(np.int64)
+        return (((days + 3) % 7) == day).astype(np.float64)  # 1970-01-01 was a Thursday (3)
 
     return feature
 
@@ -74,28 +125,40 @@ FEATURES: dict[str, FeatureFn] = {
 }
 
 
-def compute_features(prices: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
-    """Features of one ticker's prices (sorted by date), warm-up rows dropped.
+def feature_matrix(prices: PriceColumns, names: tuple[str, ...]) -> tuple[int, np.ndarray]:
+    """The features of one ticker as a [rows, features] matrix, warm-up rows dropped.
 
     Args:
-        prices: One ticker's rows in the store's schema, sorted by date.
+        prices: One ticker's prices, sorted by date.
         names: Ordered feature names from FEATURES.
 
     Returns:
-        A frame with `date`, `adj_close` and one float64 column per feature, in `names` order,
-        with only rows where every feature is finite.
+        (first_row, matrix): the matrix holds rows first_row.. of `prices`, all finite.
+
+    Raises:
+        ValueError: a feature is not finite after the warm-up (bad data must not vanish silently).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.column_stack([np.asarray(FEATURES[n](prices), dtype=np.float64) for n in names])
+    finite = np.isfinite(matrix).all(axis=1)
+    first = int(np.argmax(finite)) if finite.any() else len(matrix)
+    later_bad = ~finite[first:]
+    if later_bad.any():
+        i = first + int(np.argmax(later_bad))
+        column = next(n for j, n in enumerate(names) if not np.isfinite(matrix[i, j]))
+        raise ValueError(f"feature {column!r} is not finite on {str(prices.date[i])[:10]}")
+    return first, matrix[first:]
+
+
+def compute_features(prices: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """Features of one ticker's prices (sorted by date) as a frame, warm-up rows dropped.
+
+    Returns:
+        `date`, `adj_close` and one float64 column per feature, in `names` order.
     """
     prices = prices.reset_index(drop=True)
-    out = pd.DataFrame({"date": prices["date"], "adj_close": prices["adj_close"]})
-    for name in names:
-        out[name] = FEATURES[name](prices).astype("float64")
-    values = out[list(names)].to_numpy()
-    finite = np.isfinite(values).all(axis=1)
-    # Only leading rows may lack history; a NaN later on is bad data and must not vanish silently.
-    first_complete = int(np.argmax(finite)) if finite.any() else len(out)
-    later_bad = ~finite[first_complete:]
-    if later_bad.any():
-        i = first_complete + int(np.argmax(later_bad))
-        column = next(n for n in names if not np.isfinite(out[n].iloc[i]))
-        raise ValueError(f"feature {column!r} is not finite on {out['date'].iloc[i].date()}")
-    return out.iloc[first_complete:].reset_index(drop=True)
+    first, matrix = feature_matrix(PriceColumns.from_frame(prices), names)
+    out = pd.DataFrame(matrix, columns=list(names))
+    out.insert(0, "adj_close", prices["adj_close"].to_numpy()[first:])
+    out.insert(0, "date", prices["date"].to_numpy()[first:])
+    return out

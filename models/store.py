@@ -147,12 +147,15 @@ def session_gaps(exchange: str, dates: pd.Series) -> list[dt.date]:
     return [d.date() for d in expected.difference(days)]
 
 
-def read_prices(home: Path, ticker: str) -> pd.DataFrame:
-    """The stored prices of one ticker (empty frame with the store's columns when none are stored)."""
+def read_prices(home: Path, ticker: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The stored prices of one ticker (empty frame with the store's columns when none are stored).
+
+    `columns` limits the read (the dataset needs no `source`/`fetched_at`, and strings are slow).
+    """
     path = price_path(home, ticker)
     if not path.exists():
-        return PRICE_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(path, schema=PRICE_SCHEMA).to_pandas()
+        return PRICE_SCHEMA.empty_table().select(columns or PRICE_SCHEMA.names).to_pandas()
+    return pq.read_table(path, schema=PRICE_SCHEMA, columns=columns).to_pandas()
 
 
 def last_stored_date(home: Path, ticker: str) -> dt.date | None:

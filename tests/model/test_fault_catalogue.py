@@ -138,7 +138,7 @@ def test_feature_constant_over_train_but_not_later_is_refused(home, monkeypatch)
     """A one-hot category never seen in training: std 0 on train (the seed's NaN), values later."""
 
     def regime_after_2023(prices):
-        return pd.Series((pd.DatetimeIndex(prices["date"]) >= "2023-06-01").astype(float), index=prices.index)
+        return (prices.date >= np.datetime64("2023-06-01")).astype(float)
 
     monkeypatch.setitem(features.FEATURES, "after_2023", regime_after_2023)
     config = tiny_config(features={"names": ["log_return", "intraday_range", "after_2023"]})
@@ -150,7 +150,7 @@ def test_feature_constant_over_train_but_not_later_is_refused(home, monkeypatch)
 
 
 def test_feature_constant_everywhere_is_only_flagged(home, monkeypatch):
-    monkeypatch.setitem(features.FEATURES, "always_one", lambda p: pd.Series(1.0, index=p.index))
+    monkeypatch.setitem(features.FEATURES, "always_one", lambda p: np.ones(len(p)))
     config = tiny_config(features={"names": ["log_return", "intraday_range", "always_one"]})
     outcome = run_without_prefect(config, home)
     assert outcome["stage"] == "published"

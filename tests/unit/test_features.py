@@ -71,3 +71,24 @@ def test_a_nan_after_warm_up_is_an_error_naming_feature_and_date(prices):
     broken.loc[50, "adj_close"] = np.nan
     with pytest.raises(ValueError, match="log_return.*2021-03"):
         compute_features(broken, ("log_return",))
+
+
+def test_numpy_features_match_a_pandas_reference(prices):
+    p = prices.reset_index(drop=True)
+    log_return = np.log(p["adj_close"]).diff()
+    change = p["adj_close"].diff()
+    gain = change.clip(lower=0).rolling(14).mean()
+    loss = (-change.clip(upper=0)).rolling(14).mean()
+    reference = pd.DataFrame(
+        {
+            "log_return": log_return,
+            "volatility_20": log_return.rolling(20).std(),
+            "momentum_20": np.log(p["adj_close"] / p["adj_close"].shift(20)),
+            "rsi_14": gain / (gain + loss),
+            "log_volume_change": np.log1p(p["volume"].astype(float)).diff(),
+            "dow_wed": (p["date"].dt.dayofweek == 2).astype(float),
+        }
+    ).dropna()
+    ours = compute_features(p, tuple(reference.columns)).set_index("date")
+    expected = reference.set_index(p["date"][reference.index])
+    pd.testing.assert_frame_equal(ours[reference.columns], expected, check_names=False, rtol=1e-9)
