@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import tempfile
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
             names = write_store(home, size, args.years)
-            ours = median_time(lambda: project(home, names, home / "dataset", config), args.repeats)
-            base = median_time(lambda: floor(home, names), args.repeats)
+            ours = median_time(
+                functools.partial(project, home, names, home / "dataset", config), args.repeats
+            )
+            base = median_time(functools.partial(floor, home, names), args.repeats)
         per_ticker[size] = ours / size
         rows.append(
             row(
