@@ -253,10 +253,13 @@ def upsert(
     path = price_path(home, ticker)
     new = to_store_table(frame, source, fetched_at).to_pandas()
     old = read_prices(home, ticker)
-    merged = new if old.empty else _merge(old, new)
-    validate_prices(ticker, merged, rules)
-    changed = _count_changed(old, merged)
+    merged, changed = _merge(old, new)
     if changed:
+        # Stored rows were validated when written: check from the row before the first change on,
+        # which covers order, duplicates and the one-day move across the seam.
+        dates = merged["date"].to_numpy(dtype="datetime64[ns]")
+        first = int(np.searchsorted(dates, new["date"].to_numpy(dtype="datetime64[ns]").min()))
+        validate_prices(ticker, merged.iloc[max(first - 1, 0) :], rules)
         write_atomic(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), path)
     return path, changed
 
@@ -277,7 +280,7 @@ def replace_prices(
     validate_prices(ticker, frame, rules)
     path = price_path(home, ticker)
     new = to_store_table(frame, source, fetched_at).to_pandas()
-    changed = _count_changed(read_prices(home, ticker), new)
+    _, changed = _merge(read_prices(home, ticker), new)
     write_atomic(pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False), path)
     return path, changed
 
@@ -307,21 +310,24 @@ def restated_dates(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: float
     return [pd.Timestamp(d).date() for d in both.loc[relative > tolerance, "date"]]
 
 
-def _merge(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    value_cols = ["date", *PRICE_COLUMNS]
-    both = old.merge(new[value_cols], on="date", how="inner", suffixes=("", "_new"))
-    same = np.ones(len(both), dtype=bool)
-    for c in PRICE_COLUMNS:
-        same &= np.isclose(both[c], both[f"{c}_new"], rtol=1e-12, atol=0)
-    unchanged_dates = set(both.loc[same, "date"])
-    keep_new = new.loc[~new["date"].isin(unchanged_dates)]
-    keep_old = old.loc[~old["date"].isin(keep_new["date"])]
-    return pd.concat([keep_old, keep_new]).sort_values("date").reset_index(drop=True)
+def _merge(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Overlay `new` on `old` by date; returns (merged, rows added or changed).
 
-
-def _count_changed(old: pd.DataFrame, merged: pd.DataFrame) -> int:
+    A new row whose values equal the stored ones is dropped, so the stored row keeps its
+    `fetched_at`. Both frames are sorted by date (validated), so a searchsorted join suffices; this
+    runs every night for every ticker, and pandas merges made it 9x slower than a plain rewrite.
+    """
     if old.empty:
-        return len(merged)
-    key = ["date", *PRICE_COLUMNS]
-    joined = merged[key].merge(old[key], how="left", indicator=True)
-    return int((joined["_merge"] == "left_only").sum())
+        return new, len(new)
+    old_dates = old["date"].to_numpy(dtype="datetime64[ns]")
+    new_dates = new["date"].to_numpy(dtype="datetime64[ns]")
+    at = np.clip(np.searchsorted(old_dates, new_dates), 0, len(old_dates) - 1)
+    same = old_dates[at] == new_dates
+    for c in PRICE_COLUMNS:
+        same &= np.isclose(old[c].to_numpy(np.float64)[at], new[c].to_numpy(np.float64), rtol=1e-12, atol=0)
+    changed = new.loc[~same]
+    kept = old.loc[~np.isin(old_dates, new_dates[~same])]
+    merged = pd.concat([kept, changed], ignore_index=True)
+    if len(changed) and not merged["date"].is_monotonic_increasing:
+        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)
+    return merged, int(len(changed))
