@@ -34,7 +34,10 @@ from tasks.freshness import check_session, fingerprint_dataset, report_skip, unc
 from tasks.publish import publish
 from tasks.train import evaluate, train_model
 
-FORCE_HINT = "to retrain anyway: `python -m flows.retrain --force` (make demo ARGS=--force) or force=true"
+FORCE_HINT = (
+    "to retrain anyway: `make demo ARGS=--force`, `python -m flows.retrain --force`, "
+    "or `--param force=true` on `prefect deployment run`"
+)
 
 
 @flow(name="retrain")
