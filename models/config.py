@@ -99,6 +99,10 @@ class FeatureConfig(_Frozen):
     """The named, ordered feature set (see models.features.FEATURES for what each means)."""
 
     names: tuple[str, ...] = DEFAULT_FEATURES
+    normalization: Literal["pooled", "per_ticker"] = Field(
+        default="pooled",
+        description="Stats pooled over the train rows of all tickers, or one set per ticker.",
+    )
 
     @field_validator("names")
     @classmethod

@@ -290,6 +290,8 @@ def build_dataset(
     arrays, ranges, scale = assemble(prices, config)
     rows = train_rows(arrays, ranges)
     fit_dates = arrays.dates[rows]
+    per_ticker = config.features.normalization == "per_ticker"
+    tickers = np.asarray(sorted(prices))
     stats = fit_normalization(
         arrays.matrix[rows],
         config.features.names,
@@ -298,8 +300,9 @@ def build_dataset(
             "fit_end": str(pd.Timestamp(fit_dates.max()).date()),
             "splits": ranges.as_dict(),
             "fingerprint": print_,
-            "scope": "pooled",
+            "scope": config.features.normalization,
         },
+        tickers[arrays.ticker_ids[rows]] if per_ticker else None,
     )
     stats_path = write_stats(stats, out_dir / STATS_FILE)
     audit = audit_leakage(arrays, ranges, read_stats(stats_path), config)

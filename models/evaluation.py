@@ -182,11 +182,11 @@ def evaluate_run(
 ) -> dict:
     """Metrics on the test split, the baselines, the champion's metrics (when compatible), the gate."""
     from models.dataset import load_arrays, load_info
-    from models.normalization import read_stats
+    from models.normalization import apply_to_rows, read_stats
 
     info = load_info(dataset_path)
     arrays = load_arrays(dataset_path)
-    matrix = read_stats(info.stats_path).apply(arrays.matrix)
+    matrix = apply_to_rows(read_stats(info.stats_path), arrays.matrix, arrays.ticker_ids, info.tickers)
     metrics = evaluate_model(model_path, matrix, arrays, info.window)
     base = baselines(arrays)
     champion = None
@@ -203,7 +203,7 @@ def champion_metrics(bundle: Path, version: int | None, info, arrays: Arrays) ->
     """
     import json
 
-    from models.normalization import read_stats
+    from models.normalization import apply_to_rows, read_stats
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     comparable = (
@@ -215,7 +215,12 @@ def champion_metrics(bundle: Path, version: int | None, info, arrays: Arrays) ->
     )
     if not comparable:
         return None
-    matrix = read_stats(bundle / "stats.parquet").apply(arrays.matrix)
+    try:
+        matrix = apply_to_rows(
+            read_stats(bundle / "stats.parquet"), arrays.matrix, arrays.ticker_ids, info.tickers
+        )
+    except ValueError:  # per-ticker stats that lack one of this run's tickers
+        return None
     return {
         "version": version,
         **evaluate_model(bundle / "model.keras", matrix, arrays, info.window),

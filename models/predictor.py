@@ -54,7 +54,7 @@ class Predictor:
                     f"{ticker or 'prices'}: {len(feats)} usable rows after warm-up, "
                     f"need at least the window of {self.window}"
                 )
-            matrix = self.stats.apply(feats[list(self.stats.features)].to_numpy(np.float64))
+            matrix = self.stats.apply(feats[list(self.stats.features)].to_numpy(np.float64), ticker)
             ends = np.arange(self.window - 1, len(feats))
             probs = predict_windows(self.model, matrix, ends, self.window)
             result = pd.DataFrame({"ticker": ticker, "date": feats["date"].to_numpy()[ends]})

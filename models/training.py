@@ -21,7 +21,7 @@ from models.config import CLASS_NAMES, PipelineConfig
 from models.dataset import Arrays, DatasetInfo, audit_leakage, load_arrays
 from models.diagnosis import Diagnosis, GuardFailure
 from models.network import ResetStates, build_model, compile_model
-from models.normalization import read_stats
+from models.normalization import apply_to_rows, read_stats
 from models.windows import SplitRanges, gather
 
 MODEL_FILE = "model.keras"
@@ -121,7 +121,7 @@ def normalized_matrix(dataset: DatasetInfo, arrays: Arrays) -> np.ndarray:
     stats = read_stats(dataset.stats_path)
     if stats.features != dataset.features:
         raise ValueError(f"stats features {stats.features} differ from dataset features {dataset.features}")
-    return stats.apply(arrays.matrix)
+    return apply_to_rows(stats, arrays.matrix, arrays.ticker_ids, dataset.tickers)
 
 
 def preflight(

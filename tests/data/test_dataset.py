@@ -130,3 +130,27 @@ def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
     other = ds.build_dataset(shocked, config, tmp_path / "b", {"kind": "sample"})
     assert other.theta == info.theta  # the scale is never refitted on test data
     assert other.class_shares["test"] != info.class_shares["test"]
+
+
+def test_per_ticker_stats_equal_pandas_per_ticker_over_train_rows(tmp_path):
+    config = tiny_config(features={"normalization": "per_ticker"})
+    prices = sample_prices(config)
+    info = ds.build_dataset(prices, config, tmp_path, {"kind": "sample"})
+    stats = read_stats(info.stats_path)
+    assert stats.scopes == tuple(sorted(prices)) and stats.mean.shape == (4, len(config.features.names))
+    lo, hi = (pd.Timestamp(d) for d in info.splits["train"])
+    from models.features import compute_features
+
+    for i, ticker in enumerate(stats.scopes):
+        rows = compute_features(prices[ticker], config.features.names)
+        train = rows[(rows["date"] >= lo) & (rows["date"] <= hi)]
+        np.testing.assert_allclose(
+            stats.mean[i], train[list(config.features.names)].mean().to_numpy(), rtol=1e-9
+        )
+        np.testing.assert_allclose(
+            stats.std[i], train[list(config.features.names)].std(ddof=0).to_numpy(), rtol=1e-9
+        )
+    plain = pq.read_table(info.stats_path).to_pandas()
+    assert set(plain["scope"]) == set(prices) and len(plain) == 4 * len(config.features.names)
+    with pytest.raises(ValueError, match="have none for \\['ZZZ'\\]"):
+        stats.apply(np.zeros((2, len(config.features.names))), "ZZZ")
