@@ -59,13 +59,15 @@ def features(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def predict(bundle: Path, prices_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def predict(bundle: Path, prices_path: Path, ticker: str = "") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Dates that end a complete window, their class probabilities, and the class names."""
     manifest = verify(bundle)
     model = keras.saving.load_model(bundle / "model.keras", safe_mode=True)
     stats = pq.read_table(bundle / "stats.parquet").to_pydict()
     order = manifest["features"]  # the column order the model was trained with
-    row = {name: i for i, name in enumerate(stats["feature"])}
+    # scope is "pooled", or the ticker when the model was trained with per-ticker stats.
+    scope = "pooled" if "pooled" in stats["scope"] else ticker
+    row = {name: i for i, (name, s) in enumerate(zip(stats["feature"], stats["scope"])) if s == scope}
     mean = np.array([stats["mean"][row[n]] for n in order])
     std = np.array([stats["std"][row[n]] for n in order])
 
@@ -86,7 +88,7 @@ def predict(bundle: Path, prices_path: Path) -> tuple[np.ndarray, np.ndarray, li
 
 if __name__ == "__main__":
     bundle, prices_path, out = (Path(a) for a in sys.argv[1:4])
-    dates, probs, classes = predict(bundle, prices_path)
+    dates, probs, classes = predict(bundle, prices_path, prices_path.stem)
     np.savez(out, dates=dates, probs=probs, classes=np.array(classes))
     project = sorted(m for m in sys.modules if m.split(".")[0] in ("models", "tasks", "flows", "tests"))
     print(json.dumps({"windows": len(probs), "project_modules": project}))
