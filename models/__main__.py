@@ -67,7 +67,7 @@ def manifest_summary(manifest: dict) -> list[str]:
         f"tickers:    {', '.join(manifest.get('tickers', []))}",
         f"features:   {', '.join(manifest.get('features', []))}",
         f"window:     {manifest.get('window')}  horizon {manifest.get('horizon')}  "
-        f"theta {manifest.get('labels', {}).get('theta')}",
+        f"labels {manifest.get('labels', {}).get('rule')} (scale {manifest.get('labels', {}).get('scale')})",
         f"classes:    {', '.join(manifest.get('labels', {}).get('classes', []))}",
     ]
     for split, dates in (manifest.get("splits") or {}).items():
