@@ -215,6 +215,17 @@ class GateConfig(_Frozen):
     )
 
 
+class RegistryConfig(_Frozen):
+    """What publishing keeps and checks (where the registry lives is a Setting)."""
+
+    keep_versions: int = Field(
+        default=10, ge=1, description="Retention: newest K versions plus every aliased one."
+    )
+    smoke_test: bool = Field(
+        default=True, description="Load and predict in a fresh process before the champion moves."
+    )
+
+
 class PipelineConfig(_Frozen):
     """Everything that defines one retrain run, except where the data lives."""
 
@@ -226,6 +237,7 @@ class PipelineConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @property
     def purge_sessions(self) -> int:
@@ -241,3 +253,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIPELINE_", frozen=True)
 
     home: Path = Path(".pipeline")
+    registry_url: str | None = Field(
+        default=None,
+        description="Where bundles are published: a path or fsspec URL (s3://bucket/prefix); "
+        "default <home>/registry.",
+    )

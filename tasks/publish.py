@@ -26,12 +26,11 @@ def publish(
     registry_root: str,
     run_dir: str,
     home: str | None = None,
-    keep: int | None = 10,
 ) -> dict:
     """Write the bundle as a new version; promoted ones that pass the smoke test move the aliases."""
     registry = Registry(registry_root)
     smoke_prices = None
-    if home is not None:
+    if home is not None and config.registry.smoke_test:
         prices = {t: store.read_prices(Path(home), t) for t in dataset.tickers}
         smoke_prices = smoke.write_smoke_prices(prices, Path(run_dir) / "publish" / "smoke_prices.parquet")
     bundle, manifest = publish_run(
@@ -44,7 +43,7 @@ def publish(
         str(flow_run.get_id()) if flow_run.get_id() else None,
         Path(run_dir) / "publish",
         smoke_prices=smoke_prices,
-        keep=keep,
+        keep=config.registry.keep_versions,
     )
     verdict = manifest["gate"]["verdict"]
     uri = bundle.url
