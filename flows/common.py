@@ -15,6 +15,11 @@ def resolve_home(home: str | None) -> str:
     return str(Path(home or Settings().home).expanduser().resolve())
 
 
+def resolve_registry(home: str) -> str:
+    """Where bundles are published: PIPELINE_REGISTRY_URL (a path or fsspec URL), else <home>/registry."""
+    return Settings().registry_url or str(Path(home) / "registry")
+
+
 def quiet_tensorflow() -> None:
     """Hide TensorFlow's C++ start-up chatter unless the user asked for it (CLI entry points only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -25,7 +25,7 @@ from typing import Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.common import quiet_tensorflow, resolve_home, with_task_runner
+from flows.common import quiet_tensorflow, resolve_home, resolve_registry, with_task_runner
 from flows.ingest import ingest
 from models.config import PipelineConfig, SourceConfig
 from models.errors import ModelRejected
@@ -58,7 +58,7 @@ def retrain(
     """
     home = resolve_home(home)
     run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
-    registry_root = str(Path(home) / "registry")
+    registry_root = resolve_registry(home)
     if skip_if_no_session and not force:
         reason = check_session(config.source, home, now)
         if reason is not None:

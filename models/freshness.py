@@ -14,6 +14,8 @@ import pandas as pd
 from models import calendar, store
 from models.config import PipelineConfig, SourceConfig
 
+PUBLISHING_ONLY = ("registry",)  # PipelineConfig sections that never change what is trained
+
 
 def no_session_reason(source: SourceConfig, home: Path, now: pd.Timestamp) -> str | None:
     """Why there is no new session to load at `now`, or None when there is one.
@@ -53,8 +55,14 @@ def stored_prices(home: Path, tickers: list[str], start: dt.date, end: dt.date) 
 
 def unchanged_since(champion_manifest: dict, fingerprint: str, config: PipelineConfig) -> bool:
     """True when the champion was trained on this very dataset with this very configuration."""
+
     # The data fingerprint covers prices, source and dataset settings but not the model or training
-    # settings, so a changed model config must still retrain: compare the whole config too.
-    return champion_manifest.get("data_fingerprint") == fingerprint and champion_manifest.get(
-        "config"
-    ) == config.model_dump(mode="json")
+    # settings, so a changed model config must still retrain: compare the config too, except what
+    # only governs publishing (retention, smoke test) and cannot change the trained model.
+    def training_relevant(values: dict) -> dict:
+        return {k: v for k, v in values.items() if k not in PUBLISHING_ONLY}
+
+    stored = champion_manifest.get("config") or {}
+    return champion_manifest.get("data_fingerprint") == fingerprint and training_relevant(
+        stored
+    ) == training_relevant(config.model_dump(mode="json"))

@@ -125,3 +125,8 @@ def test_a_changed_model_config_is_not_unchanged(tmp_path):
     assert freshness.unchanged_since(manifest, "abc", tiny_config())
     assert not freshness.unchanged_since(manifest, "abd", tiny_config())
     assert not freshness.unchanged_since(manifest, "abc", tiny_config(model={"lstm_units": [4]}))
+
+
+def test_publishing_settings_alone_do_not_count_as_a_change():
+    manifest = {"data_fingerprint": "abc", "config": tiny_config().model_dump(mode="json")}
+    assert freshness.unchanged_since(manifest, "abc", tiny_config(registry={"keep_versions": 3}))
