@@ -43,4 +43,20 @@ def with_task_runner(
     if dask_address:
         return flow.with_options(task_runner=DaskTaskRunner(address=dask_address))
     # Processes, not threads: the per-ticker work is pandas code that holds the GIL.
-    return flow.with_options(task_runner=DaskTaskRunner(cluster_kwargs={"processes": True, **cluster}))
+    cluster_kwargs: dict[str, object] = {"processes": True, **cluster}
+    api_url = current_api_url()
+    if api_url:
+        # Without it, each worker process of a run on Prefect's temporary API starts its own.
+        cluster_kwargs["env"] = {"PREFECT_API_URL": api_url}
+    return flow.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster_kwargs))
+
+
+def current_api_url() -> str | None:
+    """The Prefect API this process reports to: the configured one, or the running flow's temporary one."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL
+
+    context = FlowRunContext.get()
+    if context is not None and context.client is not None:
+        return str(context.client.api_url)
+    return PREFECT_API_URL.value()
