@@ -130,3 +130,23 @@ def test_a_changed_model_config_is_not_unchanged(tmp_path):
 def test_publishing_settings_alone_do_not_count_as_a_change():
     manifest = {"data_fingerprint": "abc", "config": tiny_config().model_dump(mode="json")}
     assert freshness.unchanged_since(manifest, "abc", tiny_config(registry={"keep_versions": 3}))
+
+
+def test_a_rerun_on_the_same_trading_day_reuses_each_tickers_ingest(tmp_path):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    source = tiny_config().source
+    ingest(source, str(tmp_path))
+    again = ingest(source, str(tmp_path), return_state=True)
+
+    async def ingest_states() -> dict[str, str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[again.state_details.flow_run_id]))
+            )
+            return {r.name: r.state.name for r in runs if r.name.startswith("ingest-")}
+
+    assert asyncio.run(ingest_states()) == {f"ingest-{t}": "Cached" for t in source.tickers}
