@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import print_table, row
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RUN = """
@@ -51,12 +53,12 @@ def run(home: Path, env: dict[str, str], force: bool) -> dict:
     return {**json.loads(line[len("BENCH ") :]), "process_s": process_s}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=2, help="full + no-op pairs (medians reported)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
@@ -75,9 +77,22 @@ def main() -> None:
                 f"{name:<6} flow {r['flow_s']:6.1f} s  process {r['process_s']:6.1f} s  "
                 f"verdict {r['verdict']:<9} tensorflow imported: {r['tensorflow']}"
             )
-    for key in ("flow_s", "process_s"):
+    rows = []
+    for key, what in (("flow_s", "flow run"), ("process_s", "whole process")):
         a, b = statistics.median(r[key] for r in noop), statistics.median(r[key] for r in full)
         print(f"no-op / full, {key[:-2]} wall time (medians): {a:.1f} s / {b:.1f} s = {a / b:.1%}")
+        tf_noop = any(r["tensorflow"] for r in noop)
+        rows.append(
+            row(
+                f"no-op nightly vs full retrain, {what}",
+                f"{a:.1f} s",
+                f"{b:.1f} s",
+                a / b,
+                f"same data, same config; TensorFlow imported in the no-op run: {tf_noop}",
+            )
+        )
+    print_table(rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def run(config: PipelineConfig, home: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--home", required=True)
     parser.add_argument("--config", help="a PipelineConfig as JSON")
     args = parser.parse_args(argv)

@@ -67,7 +67,11 @@ def predict(bundle: Path, prices_path: Path, ticker: str = "") -> tuple[np.ndarr
     order = manifest["features"]  # the column order the model was trained with
     # scope is "pooled", or the ticker when the model was trained with per-ticker stats.
     scope = "pooled" if "pooled" in stats["scope"] else ticker
-    row = {name: i for i, (name, s) in enumerate(zip(stats["feature"], stats["scope"])) if s == scope}
+    row = {
+        name: i
+        for i, (name, s) in enumerate(zip(stats["feature"], stats["scope"], strict=True))
+        if s == scope
+    }
     mean = np.array([stats["mean"][row[n]] for n in order])
     std = np.array([stats["std"][row[n]] for n in order])
 
