@@ -16,7 +16,7 @@ export KERAS_HOME ?= $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help demo test test-fast lint format env clean serve deploy stop
+.PHONY: help demo test test-fast lint format env clean serve deploy stop bench
 
 # `make serve`: a Prefect server on 127.0.0.1 and a process worker, in the background; pids and logs
 # under .prefect/. The server keeps its own database (.prefect/server/) so `make demo`'s temporary
@@ -30,6 +30,7 @@ help:
 	@echo "make demo   run the nightly retrain flow on the built-in (synthetic) sample market"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff check + format check"
+	@echo "make bench  the benchmarks (ratios measured side by side)"
 	@echo "make serve  start a local Prefect server (127.0.0.1:$(PREFECT_PORT)) and a worker in the background"
 	@echo "make deploy create the work pool and deploy prefect.yaml (nightly, manual, backfill)"
 	@echo "make stop   stop the worker and the server started by make serve"
@@ -53,6 +54,9 @@ demo: $(VENV)/.synced
 
 test: $(VENV)/.synced
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.synced
+	$(PY) -m bench $(ARGS)
 
 test-fast: $(VENV)/.synced
 	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
