@@ -91,8 +91,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--source",
         choices=["sample", "yfinance", "folder"],
-        default="sample",
-        help="price source (default: sample, the synthetic market)",
+        help="price source (default: sample, the synthetic market, or the --config file's)",
     )
     g.add_argument("--tickers", help="comma-separated universe, e.g. AAA,BBB or SPY,QQQ")
     g.add_argument("--start", type=dt.date.fromisoformat, help="first date, YYYY-MM-DD")
@@ -103,7 +102,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def source_from_args(args: argparse.Namespace) -> SourceConfig:
-    values: dict = {"kind": args.source}
+    values: dict = {} if args.source is None else {"kind": args.source}
     if args.tickers:
         values["tickers"] = tuple(t for t in args.tickers.split(",") if t)
     for key, name in (
@@ -160,7 +159,7 @@ def print_summary(summary: dict) -> None:
         print(f"  - {reason}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows.retrain",
         description=__doc__,
@@ -191,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where per-ticker ingest runs: threads here (default) or Dask",
     )
     g.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://10.0.0.5:8786")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     config = config_from_args(args)
     quiet_tensorflow()
     state = retrain(

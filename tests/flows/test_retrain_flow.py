@@ -77,3 +77,17 @@ def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
     assert error.summary["verdict"] == "rejected"
     assert registry.aliases("updown") == before
     assert error.summary["version"] in registry.versions("updown")  # kept for inspection
+
+
+def test_cli_options_override_a_config_file_without_resetting_it(tmp_path):
+    from flows.retrain import build_parser, config_from_args
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(
+        '{"source": {"kind": "folder", "folder": "/data/csv", "tickers": ["ACME"]}, "window": {"length": 7}}'
+    )
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(["--config", str(config_file), "--horizon", "3"]))
+    assert config.source.kind == "folder" and config.source.tickers == ("ACME",)
+    assert config.window.length == 7 and config.labels.horizon == 3
+    assert config_from_args(parser.parse_args([])).source.kind == "sample"
