@@ -139,22 +139,16 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def print_summary(summary: dict) -> None:
-    m, majority = summary["metrics"], summary["baselines"]["majority"]
+    m = summary["metrics"]
     print()
-    print(f"bundle:   {summary['path']}")
-    print(f"version:  {summary['model']}/{summary['version']}")
+    print(f"{'bundle:':<13}{summary['path']}")
+    print(f"{'version:':<13}{summary['model']}/{summary['version']}")
     if summary.get("synthetic_data"):
-        print("data:     SYNTHETIC sample market (not real prices)")
-    print(f"test:     accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}")
-    print(
-        f"majority: accuracy {majority['accuracy']:.4f}  balanced accuracy {majority['balanced_accuracy']:.4f}"
-    )
-    for name, b in summary["baselines"].items():
-        if name != "majority":
-            print(
-                f"{name + ':':<10}accuracy {b['accuracy']:.4f}  balanced accuracy {b['balanced_accuracy']:.4f}"
-            )
-    print(f"verdict:  {summary['verdict'].upper()}")
+        print(f"{'data:':<13}SYNTHETIC sample market (not real prices)")
+    print(f"{'test:':<13}accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}")
+    for name, b in summary["baselines"].items():  # majority first
+        print(f"{name + ':':<13}accuracy {b['accuracy']:.4f}  balanced accuracy {b['balanced_accuracy']:.4f}")
+    print(f"{'verdict:':<13}{summary['verdict'].upper()}")
     for reason in summary.get("reasons", []):
         print(f"  - {reason}")
 
