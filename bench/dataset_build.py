@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from bench.common import END, market, median_time, print_table, row
 from models import store
 from models.config import PipelineConfig
-from models.dataset import DATASET_COLUMNS, build_dataset
+from models.dataset import build_dataset
+from models.freshness import stored_prices
 
 
 def write_store(home: Path, tickers: int, years: int) -> list[str]:
@@ -30,7 +31,7 @@ def write_store(home: Path, tickers: int, years: int) -> list[str]:
 
 
 def project(home: Path, names: list[str], out: Path, config: PipelineConfig) -> None:
-    prices = {t: store.read_prices(home, t, columns=DATASET_COLUMNS) for t in names}
+    prices = stored_prices(home, names, config.source.start, END)
     build_dataset(prices, config, out, {"kind": "sample"})
 
 

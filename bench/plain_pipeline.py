@@ -12,8 +12,9 @@ from pathlib import Path
 
 from models import ingest, smoke, sources, store
 from models.config import PipelineConfig
-from models.dataset import DATASET_COLUMNS, build_dataset
+from models.dataset import build_dataset
 from models.evaluation import evaluate_run
+from models.freshness import stored_prices
 from models.publication import publish_run
 from models.registry import Registry, RegistryError
 
@@ -27,7 +28,7 @@ def run(config: PipelineConfig, home: Path) -> dict:
     end = ingest.resolve_end(config.source)
     for ticker in config.source.tickers:
         ingest.ingest_ticker(config.source, ticker, home, end)
-    prices = {t: store.read_prices(home, t, columns=DATASET_COLUMNS) for t in config.source.tickers}
+    prices = stored_prices(home, list(config.source.tickers), config.source.start, end)
     info = build_dataset(prices, config, run_dir / "dataset", sources.describe(config.source))
     result = train(info, config, run_dir / "training", log=lambda _m: None)
     registry = Registry(home / "registry")

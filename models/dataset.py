@@ -32,7 +32,6 @@ from models.store import PRICE_COLUMNS
 from models.windows import SPLITS, SplitRanges, chronological_split, window_ends
 
 ROWS_FILE = "rows.npz"
-DATASET_COLUMNS = ["date", *PRICE_COLUMNS]  # what the dataset reads from the price store
 STATS_FILE = "stats.parquet"
 INFO_FILE = "dataset.json"
 
@@ -77,7 +76,9 @@ class Arrays:
     ends: dict[str, np.ndarray]
 
 
-def fingerprint(prices: Mapping[str, pd.DataFrame], config: PipelineConfig, source: dict) -> str:
+def fingerprint(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, source: dict
+) -> str:
     """Content hash of the price values used plus every setting that shapes the dataset."""
     digest = hashlib.sha256()
     settings = {
@@ -91,13 +92,15 @@ def fingerprint(prices: Mapping[str, pd.DataFrame], config: PipelineConfig, sour
     for ticker in sorted(prices):
         frame = prices[ticker]
         digest.update(ticker.encode())
-        digest.update(frame["date"].to_numpy(dtype="datetime64[ns]").tobytes())
+        digest.update(np.asarray(frame["date"], dtype="datetime64[ns]").tobytes())
         for column in PRICE_COLUMNS:
-            digest.update(frame[column].to_numpy(dtype=np.float64).tobytes())
+            digest.update(np.asarray(frame[column], dtype=np.float64).tobytes())
     return digest.hexdigest()
 
 
-def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tuple[Arrays, SplitRanges, float]:
+def assemble(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig
+) -> tuple[Arrays, SplitRanges, float]:
     """Features and labels per ticker, concatenated; splits over the union of sessions.
 
     Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
@@ -109,9 +112,10 @@ def assemble(prices: Mapping[str, pd.DataFrame], config: PipelineConfig) -> tupl
     parts = []
     for tid, ticker in enumerate(sorted(prices)):
         frame = prices[ticker]
-        if not frame["date"].is_monotonic_increasing:
-            frame = frame.sort_values("date")
-        columns = PriceColumns.from_frame(frame)
+        if isinstance(frame, PriceColumns):
+            columns = frame  # from the store: sorted and validated
+        else:
+            columns = PriceColumns.from_frame(frame.sort_values("date", kind="stable"))
         try:
             first, feats = feature_matrix(columns, names)  # rows first.. of the frame (warm-up dropped)
         except ValueError as err:
@@ -281,7 +285,7 @@ def check_label_contract(arrays: Arrays, config: PipelineConfig) -> dict[str, di
 
 
 def build_dataset(
-    prices: Mapping[str, pd.DataFrame], config: PipelineConfig, out_dir: Path, source: dict
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, out_dir: Path, source: dict
 ) -> DatasetInfo:
     """Build, audit and write the dataset for one run into `out_dir`."""
     out_dir = Path(out_dir)

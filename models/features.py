@@ -52,11 +52,32 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _rolling(x: np.ndarray, window: int, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """reduce() over each trailing window ending at t; NaN until a full window exists."""
+def _window_sums(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of x and x² over each trailing window (O(n) with cumulative sums), and a mask of the
+    windows that hold a NaN (those yield NaN, as in pandas' rolling)."""
+    missing = np.isnan(x)
+    clean = np.where(missing, 0.0, x)
+    c1 = np.concatenate([[0.0], np.cumsum(clean)])
+    c2 = np.concatenate([[0.0], np.cumsum(clean * clean)])
+    cn = np.concatenate([[0], np.cumsum(missing)])
+    return c1[window:] - c1[:-window], c2[window:] - c2[:-window], (cn[window:] - cn[:-window]) > 0
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(x), np.nan)
     if len(x) >= window:
-        out[window - 1 :] = reduce(np.lib.stride_tricks.sliding_window_view(x, window))
+        s1, _, bad = _window_sums(x, window)
+        out[window - 1 :] = np.where(bad, np.nan, s1 / window)
+    return out
+
+
+def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
+    """Sample std (ddof=1) of each trailing window; NaN until a full window exists."""
+    out = np.full(len(x), np.nan)
+    if len(x) >= window:
+        s1, s2, bad = _window_sums(x, window)
+        var = np.maximum((s2 - s1 * s1 / window) / (window - 1), 0.0)  # rounding can dip below 0
+        out[window - 1 :] = np.where(bad, np.nan, np.sqrt(var))
     return out
 
 
@@ -87,7 +108,7 @@ def _log_volume_change(p: PriceColumns) -> np.ndarray:
 
 
 def _volatility_20(p: PriceColumns) -> np.ndarray:
-    return _rolling(_log_return(p), 20, lambda w: w.std(axis=1, ddof=1))
+    return _rolling_std(_log_return(p), 20)
 
 
 def _momentum_20(p: PriceColumns) -> np.ndarray:
@@ -96,8 +117,8 @@ def _momentum_20(p: PriceColumns) -> np.ndarray:
 
 def _rsi_14(p: PriceColumns) -> np.ndarray:
     change = p.adj_close - _shift(p.adj_close, 1)
-    gain = _rolling(np.clip(change, 0, None), 14, lambda w: w.mean(axis=1))
-    loss = _rolling(np.clip(-change, 0, None), 14, lambda w: w.mean(axis=1))
+    gain = _rolling_mean(np.clip(change, 0, None), 14)
+    loss = _rolling_mean(np.clip(-change, 0, None), 14)
     total = gain + loss
     with np.errstate(invalid="ignore", divide="ignore"):
         # A flat fortnight (no gain, no loss) is neutral, 0.5; the warm-up stays NaN.

@@ -13,6 +13,7 @@ import pandas as pd
 
 from models import calendar, store
 from models.config import PipelineConfig, SourceConfig
+from models.features import PriceColumns
 
 PUBLISHING_ONLY = ("registry",)  # PipelineConfig sections that never change what is trained
 
@@ -43,14 +44,9 @@ def no_session_reason(source: SourceConfig, home: Path, now: pd.Timestamp) -> st
     return None
 
 
-def stored_prices(home: Path, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.DataFrame]:
+def stored_prices(home: Path, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, PriceColumns]:
     """The stored prices of `tickers` from `start` to `end`: exactly what a run's dataset is built from."""
-    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-    prices = {}
-    for ticker in tickers:
-        frame = store.read_prices(home, ticker)
-        prices[ticker] = frame.loc[(frame["date"] >= lo) & (frame["date"] <= hi)].reset_index(drop=True)
-    return prices
+    return {ticker: store.read_columns(home, ticker, start, end) for ticker in tickers}
 
 
 def unchanged_since(champion_manifest: dict, fingerprint: str, config: PipelineConfig) -> bool:
