@@ -27,7 +27,7 @@ from models import labels as labelling
 from models.config import CLASS_NAMES, PipelineConfig
 from models.diagnosis import Diagnosis, GuardFailure
 from models.features import PriceColumns, feature_matrix
-from models.normalization import Stats, fit_normalization, read_stats, write_stats
+from models.normalization import Stats, apply_to_rows, fit_normalization, read_stats, write_stats
 from models.store import PRICE_COLUMNS
 from models.windows import SPLITS, SplitRanges, chronological_split, window_ends
 
@@ -347,6 +347,15 @@ def build_dataset(
     )
     (out_dir / INFO_FILE).write_text(json.dumps(info.as_dict(), indent=2, default=str))
     return info
+
+
+def normalized_matrix(dataset: DatasetInfo, arrays: Arrays, stats: Stats | None = None) -> np.ndarray:
+    """The dataset's matrix normalized with the stats read back from its stats.parquet (never
+    recomputed here), so training and evaluation use the very numbers consumers get."""
+    stats = stats or read_stats(dataset.stats_path)
+    if stats.features != dataset.features:
+        raise ValueError(f"stats features {stats.features} differ from dataset features {dataset.features}")
+    return apply_to_rows(stats, arrays.matrix, arrays.ticker_ids, dataset.tickers)
 
 
 def load_arrays(path: Path) -> Arrays:

@@ -181,12 +181,11 @@ def evaluate_run(
     champion_version: int | None = None,
 ) -> dict:
     """Metrics on the test split, the baselines, the champion's metrics (when compatible), the gate."""
-    from models.dataset import load_arrays, load_info
-    from models.normalization import apply_to_rows, read_stats
+    from models.dataset import load_arrays, load_info, normalized_matrix
 
     info = load_info(dataset_path)
     arrays = load_arrays(dataset_path)
-    matrix = apply_to_rows(read_stats(info.stats_path), arrays.matrix, arrays.ticker_ids, info.tickers)
+    matrix = normalized_matrix(info, arrays)
     metrics = evaluate_model(model_path, matrix, arrays, info.window)
     base = baselines(arrays)
     champion = None

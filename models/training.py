@@ -18,10 +18,10 @@ import numpy as np
 
 from models import guards
 from models.config import CLASS_NAMES, PipelineConfig
-from models.dataset import Arrays, DatasetInfo, audit_leakage, load_arrays
+from models.dataset import DatasetInfo, audit_leakage, load_arrays, normalized_matrix
 from models.diagnosis import Diagnosis, GuardFailure
 from models.network import ResetStates, build_model, compile_model
-from models.normalization import apply_to_rows, read_stats
+from models.normalization import read_stats
 from models.windows import SplitRanges, gather
 
 MODEL_FILE = "model.keras"
@@ -116,14 +116,6 @@ def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
     return {k: float(w) for k, w in enumerate(weights)}
 
 
-def normalized_matrix(dataset: DatasetInfo, arrays: Arrays) -> np.ndarray:
-    """Apply the stats read back from the dataset's stats.parquet (never recomputed here)."""
-    stats = read_stats(dataset.stats_path)
-    if stats.features != dataset.features:
-        raise ValueError(f"stats features {stats.features} differ from dataset features {dataset.features}")
-    return apply_to_rows(stats, arrays.matrix, arrays.ticker_ids, dataset.tickers)
-
-
 def preflight(
     model: keras.Model,
     matrix: np.ndarray,
@@ -184,7 +176,7 @@ def train(
     arrays = load_arrays(Path(dataset.path))
     stats = read_stats(dataset.stats_path)
     audit_leakage(arrays, SplitRanges.from_dict(dataset.splits), stats, config)  # raises on leakage
-    matrix = normalized_matrix(dataset, arrays)
+    matrix = normalized_matrix(dataset, arrays, stats)
     labels = arrays.labels if labels_override is None else labels_override
     w, bs = config.window.length, config.training.batch_size
     ends = arrays.ends

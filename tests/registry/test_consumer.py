@@ -91,7 +91,7 @@ def test_predictor_matches_training_preprocessing_window_for_window(run):
     served = predictor.predict(all_prices(run["prices"]))
 
     arrays = dataset.load_arrays(Path(info.path))
-    matrix = training.normalized_matrix(info, arrays)  # training's own normalized inputs
+    matrix = dataset.normalized_matrix(info, arrays)  # training's own normalized inputs
     w = config.window.length
     rows = np.arange(w - 1, len(arrays.ticker_ids))
     rows = rows[arrays.ticker_ids[rows - (w - 1)] == arrays.ticker_ids[rows]]  # within one ticker
