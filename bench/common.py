@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import sample
+from models.prices import sample
 
 END = dt.date(2025, 12, 31)
 

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from bench.common import END, market, median_time, print_table, row
-from models import store
 from models.config import PipelineConfig
-from models.dataset import build_dataset
-from models.freshness import stored_prices
+from models.dataset.build import build_dataset
+from models.prices import store
+from models.prices.freshness import stored_prices
 
 
 def write_store(home: Path, tickers: int, years: int) -> list[str]:

@@ -25,7 +25,8 @@ def worker(mode: str, tickers: int, years: int, steps: int, batch: int) -> dict:
 
     from bench.common import market, peak_rss_mb
     from models.config import PipelineConfig
-    from models.dataset import build_dataset, load_arrays
+    from models.dataset.arrays import load_arrays
+    from models.dataset.build import build_dataset
 
     config = PipelineConfig.model_validate({"training": {"batch_size": batch}})
     with tempfile.TemporaryDirectory() as tmp:
@@ -33,10 +34,10 @@ def worker(mode: str, tickers: int, years: int, steps: int, batch: int) -> dict:
         arrays = load_arrays(Path(tmp))
     import keras
 
-    from models.network import build_model, compile_model
-    from models.normalization import read_stats  # noqa: F401  (stats are applied below)
-    from models.training import balanced_class_weight, window_dataset
-    from models.windows import gather
+    from models.dataset.normalization import read_stats  # noqa: F401  (stats are applied below)
+    from models.dataset.windows import gather
+    from models.training.network import build_model, compile_model
+    from models.training.trainer import balanced_class_weight, window_dataset
 
     keras.utils.set_random_seed(0)
     stats_mean = arrays.matrix[arrays.ends["train"]].mean(axis=0)

@@ -10,18 +10,18 @@ import argparse
 import json
 from pathlib import Path
 
-from models import ingest, smoke, sources, store
 from models.config import PipelineConfig
-from models.dataset import build_dataset
-from models.evaluation import evaluate_run
-from models.freshness import stored_prices
-from models.publication import publish_run
-from models.registry import Registry, RegistryError
+from models.dataset.build import build_dataset
+from models.prices import ingest, sources, store
+from models.prices.freshness import stored_prices
+from models.registry import Registry, RegistryError, smoke
+from models.registry.publication import publish_run
+from models.training.evaluation import evaluate_run
 
 
 def run(config: PipelineConfig, home: Path) -> dict:
     """Ingest, dataset, train, evaluate, publish (with the smoke test), as the flow does."""
-    from models.training import train
+    from models.training.trainer import train
 
     home = Path(home)
     run_dir = home / "runs" / "plain"

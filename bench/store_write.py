@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import market, print_table, row
-from models import store
+from models.prices import store
 
 FETCHED = pd.Timestamp("2026-01-01", tz="UTC")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prefect import Flow
+if TYPE_CHECKING:  # prefect is imported only where a flow runs, not by the command-line parsers
+    from prefect import Flow
 
 from models.config import Settings
 

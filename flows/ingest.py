@@ -1,24 +1,26 @@
 """The `ingest` flow: fetch the universe's daily prices into the Parquet store.
 
-python -m flows.ingest --source sample --tickers AAA,BBB
-python -m flows.ingest --source yfinance --tickers AAPL,MSFT --start 2015-01-02
-python -m flows.ingest --source folder --folder ./csv --tickers ACME
-python -m flows.ingest --source sample --task-runner dask      # per-ticker work on a local Dask cluster
+Deployed by prefect.yaml (backfill) and run by `retrain`; `python -m flows.ingest --help` runs it once.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+
+if __name__ == "__main__":
+    # `python -m flows.ingest`: the command line (flows/cli.py) parses its arguments before Prefect is
+    # imported, then imports this module by name to run the flow.
+    from flows.cli import ingest_main
+
+    sys.exit(ingest_main())
 
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from flows.common import resolve_home, with_task_runner
+from flows.common import resolve_home
 from models.config import SourceConfig
-from models.ingest import IngestRecord
+from models.prices.ingest import IngestRecord
 from tasks.ingest import ingest_ticker, report_ingest, resolve_end
 
 
@@ -52,34 +54,3 @@ def ingest(
         )
     tickers = report_ingest(source, sorted(records, key=lambda r: r.ticker), max_failed_share)
     return {"tickers": tickers, "end": end.isoformat(), "records": [r.as_dict() for r in records]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    from flows.retrain import add_source_arguments, source_from_args
-
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_source_arguments(parser)
-    parser.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
-    parser.add_argument(
-        "--max-failed-share",
-        type=float,
-        default=0.2,
-        help="fail the run when more than this share of tickers is quarantined (default 0.2)",
-    )
-    parser.add_argument(
-        "--task-runner", choices=["thread", "dask"], default="thread", help="where per-ticker work runs"
-    )
-    parser.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://host:8786")
-    args = parser.parse_args(argv)
-    on_runner = with_task_runner(ingest, args.task_runner, args.dask_address)
-    result = on_runner(source_from_args(args), args.home, args.max_failed_share)
-    print(json.dumps(result["records"], indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,6 +20,23 @@ TICKER_PATTERN = re.compile(r"^[A-Z0-9^=][A-Z0-9.\-^=]{0,19}$")
 
 CLASS_NAMES: tuple[str, str, str] = ("down", "range_bound", "up")
 
+# Every feature models.dataset.features can compute, in a stable order (a test checks the two agree).
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_return",
+    "intraday_range",
+    "close_location",
+    "gap",
+    "log_volume_change",
+    "volatility_20",
+    "momentum_20",
+    "rsi_14",
+    "dow_mon",
+    "dow_tue",
+    "dow_wed",
+    "dow_thu",
+    "dow_fri",
+)
+
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_return",
     "intraday_range",
@@ -96,7 +113,7 @@ class SourceConfig(_Frozen):
 
 
 class FeatureConfig(_Frozen):
-    """The named, ordered feature set (see models.features.FEATURES for what each means)."""
+    """The named, ordered feature set (see models.dataset.features.FEATURES for what each means)."""
 
     names: tuple[str, ...] = DEFAULT_FEATURES
     normalization: Literal["pooled", "per_ticker"] = Field(
@@ -107,11 +124,9 @@ class FeatureConfig(_Frozen):
     @field_validator("names")
     @classmethod
     def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from models.features import FEATURES  # local: features imports this module
-
-        unknown = [n for n in names if n not in FEATURES]
+        unknown = [n for n in names if n not in FEATURE_NAMES]
         if unknown:
-            raise ValueError(f"unknown features {unknown}; known: {sorted(FEATURES)}")
+            raise ValueError(f"unknown features {unknown}; known: {sorted(FEATURE_NAMES)}")
         if len(set(names)) != len(names):
             raise ValueError(f"a feature is listed twice in {list(names)}")
         if not names:

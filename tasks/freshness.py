@@ -10,8 +10,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
-from models import dataset, freshness, sources
 from models.config import PipelineConfig, SourceConfig
+from models.dataset.build import fingerprint
+from models.prices import freshness, sources
 from models.registry import Registry, RegistryError
 
 
@@ -26,7 +27,7 @@ def check_session(source: SourceConfig, home: str, now: dt.datetime | None) -> s
 def fingerprint_dataset(config: PipelineConfig, home: str, tickers: list[str], end: dt.date) -> str:
     """The fingerprint of the dataset this run would build, from the stored prices (no build)."""
     prices = freshness.stored_prices(Path(home), tickers, config.source.start, end)
-    return dataset.fingerprint(prices, config, sources.describe(config.source))
+    return fingerprint(prices, config, sources.describe(config.source))
 
 
 @task

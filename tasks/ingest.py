@@ -12,9 +12,9 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.states import State
 
-from models import ingest, sources
 from models.config import SourceConfig
-from models.ingest import IngestRecord
+from models.prices import ingest, sources
+from models.prices.ingest import IngestRecord
 
 
 def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:

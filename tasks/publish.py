@@ -10,11 +10,11 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from models import smoke, sources, store
 from models.config import PipelineConfig
-from models.dataset import DatasetInfo
-from models.publication import publish_run
-from models.registry import Registry
+from models.dataset.arrays import DatasetInfo
+from models.prices import sources, store
+from models.registry import Registry, smoke
+from models.registry.publication import publish_run
 
 
 @task

@@ -8,14 +8,14 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from models.config import PipelineConfig
-from models.dataset import DatasetInfo
+from models.dataset.arrays import DatasetInfo
 from models.registry import Registry, RegistryError
 
 
 @task
 def train_model(dataset: DatasetInfo, config: PipelineConfig, run_dir: str) -> dict:
     """Train the LSTM with preflight and live guards; returns the result record (paths, history)."""
-    from models import training  # TensorFlow is imported only where something trains
+    from models.training import trainer as training  # TensorFlow is imported only where something trains
 
     logger = get_run_logger()
     result = training.train(dataset, config, Path(run_dir) / "training", log=logger.info)
@@ -26,7 +26,7 @@ def train_model(dataset: DatasetInfo, config: PipelineConfig, run_dir: str) -> d
 @task
 def evaluate(dataset: DatasetInfo, trained: dict, config: PipelineConfig, registry_root: str) -> dict:
     """Test metrics, baselines, the champion on the same windows, and the gate's verdict."""
-    from models import evaluation
+    from models.training import evaluation
 
     registry = Registry(registry_root)
     try:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from models import sample
 from models.config import PipelineConfig
+from models.prices import sample
 
 END = dt.date(2024, 12, 31)
 
@@ -55,12 +55,12 @@ def run_without_prefect(config: PipelineConfig, home, inject=None, prices=None) 
     """
     from pathlib import Path
 
-    from models.dataset import build_dataset
+    from models.dataset.build import build_dataset
     from models.diagnosis import GuardFailure
-    from models.evaluation import evaluate_run
-    from models.publication import publish_run
     from models.registry import Registry, RegistryError
-    from models.training import train
+    from models.registry.publication import publish_run
+    from models.training.evaluation import evaluate_run
+    from models.training.trainer import train
 
     home = Path(home)
     registry = Registry(home / "registry")

@@ -5,10 +5,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from models import dataset as ds
+from models.dataset import arrays as ds_arrays
+from models.dataset import audit as ds_audit
+from models.dataset import build as ds_build
+from models.dataset.normalization import fit_normalization, read_stats, write_stats
+from models.dataset.windows import SplitRanges
 from models.diagnosis import GuardFailure
-from models.normalization import fit_normalization, read_stats, write_stats
-from models.windows import SplitRanges
 from tests.helpers import sample_prices, tiny_config
 
 
@@ -17,13 +19,13 @@ def built(tmp_path_factory):
     config = tiny_config()
     prices = sample_prices(config)
     out = tmp_path_factory.mktemp("dataset")
-    return config, prices, ds.build_dataset(prices, config, out, {"kind": "sample"})
+    return config, prices, ds_build.build_dataset(prices, config, out, {"kind": "sample"})
 
 
 def test_stats_equal_pandas_over_exactly_the_train_rows(built):
     config, prices, info = built
     lo, hi = (pd.Timestamp(d) for d in info.splits["train"])
-    from models.features import compute_features
+    from models.dataset.features import compute_features
 
     frames = [compute_features(p, config.features.names) for p in prices.values()]
     rows = pd.concat(frames)
@@ -48,12 +50,12 @@ def test_prices_after_the_train_split_do_not_change_stats_or_train_windows(built
             frame.loc[later, column] *= 1.5
         frame.loc[later, "volume"] *= 3
         mutated[ticker] = frame
-    other = ds.build_dataset(mutated, config, tmp_path, {"kind": "sample"})
+    other = ds_build.build_dataset(mutated, config, tmp_path, {"kind": "sample"})
     assert other.fingerprint != info.fingerprint  # the data did change...
     a, b = pq.read_table(info.stats_path), pq.read_table(other.stats_path)
     assert a.equals(b)  # ...but not one stats value (only the fingerprint in the metadata differs)
     assert read_stats(info.stats_path).metadata["fit_end"] == read_stats(other.stats_path).metadata["fit_end"]
-    arrays_a, arrays_b = ds.load_arrays(info.path), ds.load_arrays(other.path)
+    arrays_a, arrays_b = ds_arrays.load_arrays(info.path), ds_arrays.load_arrays(other.path)
     np.testing.assert_array_equal(arrays_a.ends["train"], arrays_b.ends["train"])
     np.testing.assert_array_equal(
         arrays_a.labels[arrays_a.ends["train"]], arrays_b.labels[arrays_b.ends["train"]]
@@ -64,7 +66,7 @@ def test_prices_after_the_train_split_do_not_change_stats_or_train_windows(built
 
 def test_same_inputs_same_fingerprint_and_windows(built, tmp_path):
     config, prices, info = built
-    again = ds.build_dataset(prices, config, tmp_path, {"kind": "sample"})
+    again = ds_build.build_dataset(prices, config, tmp_path, {"kind": "sample"})
     assert again.fingerprint == info.fingerprint
     assert again.sizes == info.sizes
 
@@ -72,13 +74,13 @@ def test_same_inputs_same_fingerprint_and_windows(built, tmp_path):
 def test_purge_zero_is_rejected_by_the_audit(tmp_path):
     config = tiny_config(split={"purge_sessions": 0})
     with pytest.raises(GuardFailure, match="purge of 0 sessions") as err:
-        ds.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+        ds_build.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
     assert err.value.codes == ["leakage"]
 
 
 def test_stats_fitted_over_all_rows_are_rejected_by_the_audit(built):
     config, prices, info = built
-    arrays = ds.load_arrays(info.path)
+    arrays = ds_arrays.load_arrays(info.path)
     leaky = fit_normalization(
         arrays.matrix,
         config.features.names,
@@ -88,14 +90,14 @@ def test_stats_fitted_over_all_rows_are_rejected_by_the_audit(built):
         },
     )
     with pytest.raises(GuardFailure, match="beyond the train split") as err:
-        ds.audit_leakage(arrays, SplitRanges.from_dict(info.splits), leaky, config)
+        ds_audit.audit_leakage(arrays, SplitRanges.from_dict(info.splits), leaky, config)
     assert err.value.codes == ["leakage"]
 
 
 def test_degenerate_labels_fail_the_contract(tmp_path):
     config = tiny_config(labels={"theta": 0.5})  # nothing moves 50 % in 5 days: all range_bound
     with pytest.raises(GuardFailure) as err:
-        ds.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+        ds_build.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
     assert "class-missing" in err.value.codes and "class-imbalance" in err.value.codes
     assert "range_bound" in str(err.value)
 
@@ -116,7 +118,7 @@ def test_zero_std_becomes_one_and_is_recorded(tmp_path):
 def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
     config = tiny_config(labels={"rule": "volatility", "balance_on_train": True})
     prices = sample_prices(config)
-    info = ds.build_dataset(prices, config, tmp_path / "a", {"kind": "sample"})
+    info = ds_build.build_dataset(prices, config, tmp_path / "a", {"kind": "sample"})
     assert info.label_rule["rule"] == "volatility" and info.label_rule["balanced_on_train"]
     assert info.class_shares["train"]["range_bound"] == pytest.approx(1 / 3, abs=0.02)
     test_start = pd.Timestamp(info.splits["test"][0])
@@ -127,7 +129,7 @@ def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
         for column in ("open", "high", "low", "close", "adj_close"):
             frame.loc[later, column] *= np.linspace(1, 3, later.sum())
         shocked[ticker] = frame
-    other = ds.build_dataset(shocked, config, tmp_path / "b", {"kind": "sample"})
+    other = ds_build.build_dataset(shocked, config, tmp_path / "b", {"kind": "sample"})
     assert other.theta == info.theta  # the scale is never refitted on test data
     assert other.class_shares["test"] != info.class_shares["test"]
 
@@ -135,11 +137,11 @@ def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
 def test_per_ticker_stats_equal_pandas_per_ticker_over_train_rows(tmp_path):
     config = tiny_config(features={"normalization": "per_ticker"})
     prices = sample_prices(config)
-    info = ds.build_dataset(prices, config, tmp_path, {"kind": "sample"})
+    info = ds_build.build_dataset(prices, config, tmp_path, {"kind": "sample"})
     stats = read_stats(info.stats_path)
     assert stats.scopes == tuple(sorted(prices)) and stats.mean.shape == (4, len(config.features.names))
     lo, hi = (pd.Timestamp(d) for d in info.splits["train"])
-    from models.features import compute_features
+    from models.dataset.features import compute_features
 
     for i, ticker in enumerate(stats.scopes):
         rows = compute_features(prices[ticker], config.features.names)

@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from models import calendar, ingest, sources, store
 from models.config import SourceConfig
+from models.prices import calendar, ingest, sources, store
 
 ROOT = Path(__file__).resolve().parents[2]
 START = dt.date(2024, 1, 2)
@@ -122,7 +122,7 @@ WRITER = textwrap.dedent(
     """
     import os, sys
     import numpy as np, pandas as pd, pyarrow.parquet as pq
-    from models import store
+    from models.prices import store
 
     home, mode = sys.argv[1], sys.argv[2]
     n = 1_500_000

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import calendar, ingest, sources, store
 from models.config import SourceConfig
+from models.prices import calendar, ingest, sources, store
 
 FIRST_END = dt.date(2024, 6, 14)
 SECOND_END = dt.date(2024, 6, 28)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yfinance.cache
 
-from models import calendar, ingest, sources, store
 from models.config import SourceConfig
+from models.prices import calendar, ingest, sources, store
 from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance, session_timestamp
 
 START = dt.date(2024, 1, 2)

@@ -9,7 +9,8 @@ import pytest
 
 from flows.common import with_task_runner
 from flows.ingest import ingest
-from models import dataset, freshness, sources, store
+from models.dataset import build
+from models.prices import freshness, sources, store
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -34,12 +35,12 @@ def test_dask_ingest_stores_the_same_prices_as_the_in_process_run(tmp_path, monk
         ours, theirs = ours.drop(columns="fetched_at"), theirs.drop(columns="fetched_at")
         assert ours.equals(theirs), ticker
 
-    def fingerprint(home: Path) -> str:
+    def stored_fingerprint(home: Path) -> str:
         end = dt.date.fromisoformat(here["end"])
         prices = freshness.stored_prices(home, here["tickers"], config.source.start, end)
-        return dataset.fingerprint(prices, config, sources.describe(config.source))
+        return build.fingerprint(prices, config, sources.describe(config.source))
 
-    assert fingerprint(tmp_path / "dask-home") == fingerprint(tmp_path / "here")
+    assert stored_fingerprint(tmp_path / "dask-home") == stored_fingerprint(tmp_path / "here")
 
 
 def test_an_unknown_task_runner_is_refused():

@@ -19,8 +19,8 @@ from prefect.client.schemas.filters import (
 from prefect.states import Failed
 
 from flows.ingest import ingest
-from models import calendar, sources, store
 from models.config import SourceConfig
+from models.prices import calendar, sources, store
 from tasks.ingest import ingest_ticker, retry_transient_only
 from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance
 

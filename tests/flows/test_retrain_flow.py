@@ -80,7 +80,8 @@ def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
 
 
 def test_cli_options_override_a_config_file_without_resetting_it(tmp_path):
-    from flows.retrain import build_parser, config_from_args
+    from flows.cli import build_retrain_parser as build_parser
+    from flows.cli import config_from_args
 
     config_file = tmp_path / "config.json"
     config_file.write_text(

@@ -14,7 +14,7 @@ import pytest
 
 from flows.ingest import ingest
 from flows.retrain import retrain
-from models import freshness
+from models.prices import freshness
 from models.registry import Registry
 from tests.helpers import learning_config, tiny_config
 

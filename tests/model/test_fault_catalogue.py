@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import features
-from models.dataset import ROWS_FILE, load_arrays
-from models.normalization import fit_normalization, write_stats
+from models import config as config_module
+from models.dataset import features
+from models.dataset.arrays import ROWS_FILE, load_arrays
+from models.dataset.normalization import fit_normalization, write_stats
 from models.registry import Registry
 from tests.helpers import learning_config, run_without_prefect, tiny_config
 
@@ -134,13 +135,19 @@ def test_injected_fault(name, home):
     assert aliases(home) == before
 
 
+
+def register_feature(monkeypatch, name, function):
+    """Add a feature for one test: its function, and its name to those the config accepts."""
+    monkeypatch.setitem(features.FEATURES, name, function)
+    monkeypatch.setattr(config_module, "FEATURE_NAMES", (*config_module.FEATURE_NAMES, name))
+
 def test_feature_constant_over_train_but_not_later_is_refused(home, monkeypatch):
     """A one-hot category never seen in training: std 0 on train (the seed's NaN), values later."""
 
     def regime_after_2023(prices):
         return (prices.date >= np.datetime64("2023-06-01")).astype(float)
 
-    monkeypatch.setitem(features.FEATURES, "after_2023", regime_after_2023)
+    register_feature(monkeypatch, "after_2023", regime_after_2023)
     config = tiny_config(features={"names": ["log_return", "intraday_range", "after_2023"]})
     before = aliases(home)
     outcome = run_without_prefect(config, home)
@@ -150,7 +157,7 @@ def test_feature_constant_over_train_but_not_later_is_refused(home, monkeypatch)
 
 
 def test_feature_constant_everywhere_is_only_flagged(home, monkeypatch):
-    monkeypatch.setitem(features.FEATURES, "always_one", lambda p: np.ones(len(p)))
+    register_feature(monkeypatch, "always_one", lambda p: np.ones(len(p)))
     config = tiny_config(features={"names": ["log_return", "intraday_range", "always_one"]})
     outcome = run_without_prefect(config, home)
     assert outcome["stage"] == "published"

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from models import guards
 from models.config import ModelConfig
-from models.network import build_model
+from models.training import guards
+from models.training.network import build_model
 
 
 @pytest.fixture

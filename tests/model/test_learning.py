@@ -2,9 +2,10 @@
 
 import pytest
 
-from models.dataset import build_dataset, load_arrays
-from models.evaluation import evaluate_run
-from models.training import train
+from models.dataset.arrays import load_arrays
+from models.dataset.build import build_dataset
+from models.training.evaluation import evaluate_run
+from models.training.trainer import train
 from tests.helpers import learning_config, sample_prices
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from models import registry as registry_module  # noqa: E402
-from models.registry import ALIASES, MANIFEST, ObjectStoreRegistry, Registry  # noqa: E402
+from models.registry import ObjectStoreRegistry, Registry  # noqa: E402
+from models.registry import local as registry_module  # noqa: E402
+from models.registry.bundle import ALIASES, MANIFEST, TMP_PREFIX  # noqa: E402
 
 MODEL = "updown"
 STEPS = (
@@ -91,18 +92,18 @@ def arm(step: str) -> None:
         return out
 
     def rename(src, dst, *args, **kwargs):
-        if step == "before-rename" and Path(src).name.startswith(registry_module.TMP_PREFIX):
+        if step == "before-rename" and Path(src).name.startswith(TMP_PREFIX):
             die()
         out = real_rename(src, dst, *args, **kwargs)
-        if step == "after-rename" and Path(src).name.startswith(registry_module.TMP_PREFIX):
+        if step == "after-rename" and Path(src).name.startswith(TMP_PREFIX):
             die()
         return out
 
-    real_write_json = registry_module._write_json_atomic
+    real_write_json = registry_module.write_json_atomic
     shutil.copyfile = copyfile
     os.replace = replace
     os.rename = rename
-    registry_module._write_json_atomic = write_json
+    registry_module.write_json_atomic = write_json
 
 
 def arm_object_store(registry: ObjectStoreRegistry, step: str) -> None:

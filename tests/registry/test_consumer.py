@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import dataset, evaluation, training
-from models.publication import publish_run
+from models.dataset import arrays as dataset_arrays
+from models.dataset.build import build_dataset
+from models.dataset.windows import gather
 from models.registry import Registry, RegistryError
-from models.smoke import smoke_test, write_smoke_prices
-from models.windows import gather
+from models.registry.publication import publish_run
+from models.registry.smoke import smoke_test, write_smoke_prices
+from models.training import evaluation
+from models.training import trainer as training
 from tests.helpers import sample_prices, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +37,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("consumer")
     config = tiny_config()
     prices = sample_prices(config)
-    info = dataset.build_dataset(prices, config, tmp / "dataset", SOURCE)
+    info = build_dataset(prices, config, tmp / "dataset", SOURCE)
     trained = training.train(info, config, tmp / "training", log=lambda _: None)
     result = evaluation.evaluate_run(Path(info.path), Path(trained.model_path), config.gate, [])
     # The gate is tested elsewhere; here the model must pass it so the smoke test decides.
@@ -90,8 +93,8 @@ def test_predictor_matches_training_preprocessing_window_for_window(run):
     predictor = run["registry"].load_predictor("updown@champion")
     served = predictor.predict(all_prices(run["prices"]))
 
-    arrays = dataset.load_arrays(Path(info.path))
-    matrix = dataset.normalized_matrix(info, arrays)  # training's own normalized inputs
+    arrays = dataset_arrays.load_arrays(Path(info.path))
+    matrix = dataset_arrays.normalized_matrix(info, arrays)  # training's own normalized inputs
     w = config.window.length
     rows = np.arange(w - 1, len(arrays.ticker_ids))
     rows = rows[arrays.ticker_ids[rows - (w - 1)] == arrays.ticker_ids[rows]]  # within one ticker

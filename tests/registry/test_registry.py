@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from models.registry import ALIASES, MANIFEST, SUPPORTED_SCHEMA_VERSIONS, Registry, RegistryError
+from models.registry import Registry, RegistryError
+from models.registry.bundle import ALIASES, MANIFEST, SUPPORTED_SCHEMA_VERSIONS
 from tests.registry.publisher import STEPS, bundle_files, manifest
 
 PUBLISHER = Path(__file__).with_name("publisher.py")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import sample
-from models.features import FEATURES, compute_features
+from models.dataset.features import FEATURES, compute_features
+from models.prices import sample
 
 ALL = tuple(FEATURES)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.labels import (
+from models.dataset.labels import (
     DOWN,
     RANGE_BOUND,
     UNLABELLED,

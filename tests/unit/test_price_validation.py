@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from yfinance import exceptions as yfe
 
-from models import calendar, sources, store
+from models.prices import calendar, sources, store
 
 
 def flat(days: pd.DatetimeIndex, closes: list[float] | None = None) -> pd.DataFrame:

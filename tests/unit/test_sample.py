@@ -3,7 +3,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from models import calendar, sample
+from models.prices import calendar, sample
 
 
 def test_same_seed_same_market():

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.windows import SplitRanges, chronological_split, gather, window_ends
+from models.dataset.windows import SplitRanges, chronological_split, gather, window_ends
 
 
 def naive_ends(ticker_ids, dates, label_dates, labels, window, ranges):

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.store import write_atomic
+from models.prices.store import write_atomic
 
 METADATA_KEY = b"normalization"
 STATS_SCHEMA = pa.schema(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import calendar, store
 from models.config import PipelineConfig, SourceConfig
-from models.features import PriceColumns
+from models.prices import calendar, store
+from models.prices.store import PriceColumns
 
 PUBLISHING_ONLY = ("registry",)  # PipelineConfig sections that never change what is trained
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from models import calendar
+from models.prices import calendar
 
 SAMPLE_SOURCE_NAME = "sample"
 SYNTHETIC_NOTICE = (

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from models.config import CLASS_NAMES, PipelineConfig
-from models.dataset import DatasetInfo
+from models.dataset.arrays import DatasetInfo
 
 PACKAGES = (
     "tensorflow-cpu",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import calendar, sources, store
 from models.config import SourceConfig
+from models.prices import calendar, sources, store
 
 
 @dataclass(frozen=True)

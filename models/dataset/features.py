@@ -8,39 +8,11 @@ Features are numpy functions of a ticker's price columns: the dataset build is d
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-PRICE_FIELDS = ("open", "high", "low", "close", "adj_close", "volume")
-
-
-@dataclass(frozen=True)
-class PriceColumns:
-    """One ticker's prices as numpy columns, sorted by date (`p["close"]` or `p.close`)."""
-
-    date: np.ndarray  # datetime64[ns]
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    adj_close: np.ndarray
-    volume: np.ndarray
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return getattr(self, name)
-
-    def __len__(self) -> int:
-        return len(self.date)
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> PriceColumns:
-        return cls(
-            date=frame["date"].to_numpy(dtype="datetime64[ns]"),
-            **{f: frame[f].to_numpy(dtype=np.float64) for f in PRICE_FIELDS},
-        )
-
+from models.prices.store import PriceColumns
 
 FeatureFn = Callable[[PriceColumns], np.ndarray]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import sample, store
 from models.config import SourceConfig, validate_ticker
+from models.prices import sample, store
 
 COLUMN_ALIASES = {
     "date": "date",

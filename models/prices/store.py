@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models import calendar
 from models.config import validate_ticker
+from models.prices import calendar
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
 PRICE_SCHEMA = pa.schema(
@@ -35,6 +35,32 @@ PRICE_SCHEMA = pa.schema(
         pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
+
+
+@dataclass(frozen=True)
+class PriceColumns:
+    """One ticker's prices as numpy columns, sorted by date (`p["close"]` or `p.close`)."""
+
+    date: np.ndarray  # datetime64[ns]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    adj_close: np.ndarray
+    volume: np.ndarray
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def __len__(self) -> int:
+        return len(self.date)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> PriceColumns:
+        return cls(
+            date=frame["date"].to_numpy(dtype="datetime64[ns]"),
+            **{f: frame[f].to_numpy(dtype=np.float64) for f in PRICE_COLUMNS},
+        )
 
 
 class PriceValidationError(ValueError):
@@ -161,16 +187,14 @@ def read_prices(home: Path, ticker: str, columns: list[str] | None = None) -> pd
 def read_columns(home: Path, ticker: str, start: dt.date, end: dt.date):
     """One ticker's stored prices from `start` to `end` as numpy columns (no pandas: the dataset
     build reads every ticker, and DataFrame conversion was a third of its read time)."""
-    from models.features import PRICE_FIELDS, PriceColumns
-
     path = price_path(home, ticker)
     lo, hi = pd.Timestamp(start).as_unit("ns"), pd.Timestamp(end).as_unit("ns")
     table = pq.read_table(
-        path, columns=["date", *PRICE_FIELDS], filters=[("date", ">=", lo), ("date", "<=", hi)]
+        path, columns=["date", *PRICE_COLUMNS], filters=[("date", ">=", lo), ("date", "<=", hi)]
     )
     return PriceColumns(
         date=table.column("date").to_numpy().astype("datetime64[ns]"),
-        **{f: table.column(f).to_numpy().astype(np.float64) for f in PRICE_FIELDS},
+        **{f: table.column(f).to_numpy().astype(np.float64) for f in PRICE_COLUMNS},
     )
 
 

@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from models.evaluation import predict_windows
-from models.features import compute_features
-from models.normalization import Stats, read_stats
-from models.registry import BundleRef, Registry
+from models.dataset.features import compute_features
+from models.dataset.normalization import Stats, read_stats
+from models.registry.bundle import BundleRef
+from models.training.evaluation import predict_windows
 
 
 @dataclass
@@ -25,6 +25,20 @@ class Predictor:
     manifest: dict
     model: keras.Model
     stats: Stats
+
+    @classmethod
+    def from_folder(cls, bundle: BundleRef, manifest: dict, folder: Path) -> Predictor:
+        """Load the model (safe_mode) and stats of a bundle whose files in `folder` were verified.
+
+        Use `Registry.load_predictor(ref)`, which resolves and verifies the bundle first.
+        """
+        model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+        stats = read_stats(folder / "stats.parquet")
+        if list(stats.features) != list(manifest["features"]):
+            raise ValueError(
+                f"{bundle}: stats features {stats.features} differ from manifest {manifest['features']}"
+            )
+        return cls(bundle, manifest, model, stats)
 
     @property
     def classes(self) -> list[str]:
@@ -63,27 +77,3 @@ class Predictor:
             result["label"] = np.asarray(self.classes)[probs.argmax(axis=1)]
             out.append(result)
         return pd.concat(out, ignore_index=True)
-
-
-def load_predictor(registry: Registry | str | Path, ref: str) -> Predictor:
-    """Resolve `ref`, verify the bundle's checksums, and load its model (safe_mode) and stats.
-
-    Args:
-        registry: A Registry, or its root (a folder or an fsspec URL such as s3://bucket/prefix).
-        ref: `name@champion`, `name@latest`, `name/7`, or a bare `name` (the champion).
-
-    Raises:
-        RegistryError: the reference does not resolve, the schema_version is unknown, or a file
-            does not match its sha256 in the manifest.
-    """
-    reg = registry if isinstance(registry, Registry) else Registry(registry)
-    bundle = reg.resolve(ref)
-    manifest = reg.verify(bundle)
-    folder = reg.local_path(bundle)  # verified above; in an object store, the downloaded copy
-    model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
-    stats = read_stats(folder / "stats.parquet")
-    if list(stats.features) != list(manifest["features"]):
-        raise ValueError(
-            f"{bundle}: stats features {stats.features} differ from manifest {manifest['features']}"
-        )
-    return Predictor(bundle, manifest, model, stats)

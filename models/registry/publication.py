@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models import report
 from models.config import PipelineConfig
-from models.dataset import DatasetInfo
-from models.registry import BundleRef, Registry
-from models.smoke import smoke_test
+from models.dataset.arrays import DatasetInfo
+from models.registry import BundleRef, Registry, report
+from models.registry.smoke import smoke_test
 
 
 def publish_run(
@@ -39,7 +38,7 @@ def publish_run(
         source: `sources.describe(config.source)`.
         flow_run_id: Recorded in the manifest.
         work_dir: Scratch folder for the report and plots.
-        smoke_prices: Raw prices (see `models.smoke.write_smoke_prices`) for the serving smoke
+        smoke_prices: Raw prices (see `models.registry.smoke.write_smoke_prices`) for the serving smoke
             test; None skips the test.
         keep: Retention: keep this many newest versions plus aliased ones; None keeps all.
 

@@ -16,13 +16,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models import guards
 from models.config import CLASS_NAMES, PipelineConfig
-from models.dataset import DatasetInfo, audit_leakage, load_arrays, normalized_matrix
+from models.dataset.arrays import DatasetInfo, load_arrays, normalized_matrix
+from models.dataset.audit import audit_leakage
+from models.dataset.normalization import read_stats
+from models.dataset.windows import SplitRanges, gather
 from models.diagnosis import Diagnosis, GuardFailure
-from models.network import ResetStates, build_model, compile_model
-from models.normalization import read_stats
-from models.windows import SplitRanges, gather
+from models.training import guards
+from models.training.network import ResetStates, build_model, compile_model
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"

@@ -129,7 +129,7 @@ def smoke_test(registry_url: str | Path, ref: str, prices_path: str | Path, time
     Returns:
         `{"passed": bool, "reason": str | None, ...}`; a failure never raises, it is reported.
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the checkout holding `models`
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),

@@ -1,0 +1,181 @@
+"""The dataset: features, labels, chronological splits, train-only stats and a window index.
+
+`build_dataset` writes everything training and evaluation need into one folder:
+
+- `rows.npz`      raw feature matrix (rows grouped by ticker, sorted by date), dates, labels,
+                  forward returns, the label known at each day (for the persistence baseline),
+                  and the window end rows of each split;
+- `stats.parquet` normalization stats fitted on the train split only (see models.dataset.normalization);
+- `dataset.json`  the DatasetInfo below.
+
+Before anything is written the leakage audit and the label contract run; a violation raises
+GuardFailure with a diagnosis naming the dates or the class shares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.config import PipelineConfig
+from models.dataset import labels as labelling
+from models.dataset.arrays import INFO_FILE, ROWS_FILE, STATS_FILE, Arrays, DatasetInfo
+from models.dataset.audit import audit_leakage, check_label_contract
+from models.dataset.features import feature_matrix
+from models.dataset.normalization import fit_normalization, read_stats, write_stats
+from models.dataset.windows import SPLITS, SplitRanges, chronological_split, window_ends
+from models.prices.store import PRICE_COLUMNS, PriceColumns
+
+
+def fingerprint(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, source: dict
+) -> str:
+    """Content hash of the price values used plus every setting that shapes the dataset."""
+    digest = hashlib.sha256()
+    settings = {
+        "source": source,
+        "features": config.features.model_dump(mode="json"),
+        "split": config.split.model_dump(mode="json"),
+        "labels": config.labels.model_dump(mode="json"),
+        "window": config.window.model_dump(mode="json"),
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for ticker in sorted(prices):
+        frame = prices[ticker]
+        digest.update(ticker.encode())
+        digest.update(np.asarray(frame["date"], dtype="datetime64[ns]").tobytes())
+        for column in PRICE_COLUMNS:
+            digest.update(np.asarray(frame[column], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def assemble(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig
+) -> tuple[Arrays, SplitRanges, float]:
+    """Features and labels per ticker, concatenated; splits over the union of sessions.
+
+    Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
+    `balance_on_train`, the one chosen on the train windows).
+    """
+    names = config.features.names
+    rule = config.labels
+    h = rule.horizon
+    parts = []
+    for tid, ticker in enumerate(sorted(prices)):
+        frame = prices[ticker]
+        if isinstance(frame, PriceColumns):
+            columns = frame  # from the store: sorted and validated
+        else:
+            columns = PriceColumns.from_frame(frame.sort_values("date", kind="stable"))
+        try:
+            first, feats = feature_matrix(columns, names)  # rows first.. of the frame (warm-up dropped)
+        except ValueError as err:
+            raise ValueError(f"{ticker}: {err}") from err
+        forward = labelling.forward_returns(columns.adj_close[first:], h)
+        if rule.rule == "volatility":
+            sigma = labelling.trailing_volatility(columns.adj_close, rule.volatility_window)
+            unit = sigma[first:] * np.sqrt(h)
+        else:
+            unit = np.ones(len(feats))
+        dates = columns.date[first:]
+        label_dates = np.full(len(dates), np.datetime64("NaT"), dtype="datetime64[ns]")
+        label_dates[: max(len(dates) - h, 0)] = dates[h:]
+        parts.append((tid, feats, dates, label_dates, forward, unit))
+    if not parts or sum(len(p[2]) for p in parts) == 0:
+        raise ValueError("no rows left after the features' warm-up: load a longer history")
+    ticker_ids = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int32) for p in parts])
+    matrix, dates, label_dates, forward, unit = (np.concatenate([p[i] for p in parts]) for i in range(1, 6))
+    labelled = np.where(np.isfinite(forward) & np.isfinite(unit), 0, labelling.UNLABELLED).astype(np.int8)
+    sessions = pd.DatetimeIndex(np.unique(dates))
+    ranges = chronological_split(
+        sessions,
+        config.split.train_fraction,
+        config.split.validation_fraction,
+        config.purge_sessions + config.split.embargo_sessions,
+    )
+    ends = window_ends(ticker_ids, dates, label_dates, labelled, config.window.length, ranges)
+    scale = rule.theta if rule.rule == "fixed" else rule.k
+    if rule.balance_on_train:
+        # Chosen on train windows only; validation and test are labelled with the same scale.
+        scale = labelling.balancing_scale(forward[ends["train"]], unit[ends["train"]])
+    labels = labelling.classify(forward, scale * unit)
+    known = np.full(len(labels), labelling.UNLABELLED, dtype=np.int8)
+    same_ticker = ticker_ids[h:] == ticker_ids[:-h]
+    known[h:] = np.where(same_ticker, labels[:-h], labelling.UNLABELLED)
+    arrays = Arrays(matrix, ticker_ids, dates, label_dates, labels, forward, known, ends)
+    return arrays, ranges, float(scale)
+
+
+def train_rows(arrays: Arrays, ranges: SplitRanges) -> np.ndarray:
+    lo, hi = (np.datetime64(d, "ns") for d in ranges.train)
+    return (arrays.dates >= lo) & (arrays.dates <= hi)
+
+
+def build_dataset(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, out_dir: Path, source: dict
+) -> DatasetInfo:
+    """Build, audit and write the dataset for one run into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print_ = fingerprint(prices, config, source)
+    arrays, ranges, scale = assemble(prices, config)
+    rows = train_rows(arrays, ranges)
+    fit_dates = arrays.dates[rows]
+    per_ticker = config.features.normalization == "per_ticker"
+    tickers = np.asarray(sorted(prices))
+    stats = fit_normalization(
+        arrays.matrix[rows],
+        config.features.names,
+        {
+            "fit_start": str(pd.Timestamp(fit_dates.min()).date()),
+            "fit_end": str(pd.Timestamp(fit_dates.max()).date()),
+            "splits": ranges.as_dict(),
+            "fingerprint": print_,
+            "scope": config.features.normalization,
+        },
+        tickers[arrays.ticker_ids[rows]] if per_ticker else None,
+    )
+    stats_path = write_stats(stats, out_dir / STATS_FILE)
+    audit = audit_leakage(arrays, ranges, read_stats(stats_path), config)
+    shares = check_label_contract(arrays, config)
+    np.savez(
+        out_dir / ROWS_FILE,
+        matrix=arrays.matrix,
+        ticker_ids=arrays.ticker_ids,
+        dates=arrays.dates,
+        label_dates=arrays.label_dates,
+        labels=arrays.labels,
+        forward_returns=arrays.forward_returns,
+        known_label=arrays.known_label,
+        **{f"ends_{s}": arrays.ends[s] for s in SPLITS},
+    )
+    info = DatasetInfo(
+        path=str(out_dir),
+        fingerprint=print_,
+        tickers=tuple(sorted(prices)),
+        features=config.features.names,
+        window=config.window.length,
+        horizon=config.labels.horizon,
+        theta=scale,
+        label_rule={
+            "rule": config.labels.rule,
+            "scale": scale,
+            "balanced_on_train": config.labels.balance_on_train,
+            "volatility_window": config.labels.volatility_window
+            if config.labels.rule == "volatility"
+            else None,
+            "horizon": config.labels.horizon,
+        },
+        splits=ranges.as_dict(),
+        sizes={s: int(len(arrays.ends[s])) for s in SPLITS},
+        class_shares=shares,
+        audit=audit,
+        std_replaced=stats.std_replaced,
+    )
+    (out_dir / INFO_FILE).write_text(json.dumps(info.as_dict(), indent=2, default=str))
+    return info

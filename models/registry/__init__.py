@@ -1,0 +1,12 @@
+"""Published models: bundles, the local and object-store registries, the predictor, the smoke test,
+the report, publication and the `python -m models` CLI. May import every other part of `models`.
+
+    from models.registry import Registry
+    predictor = Registry(".pipeline/registry").load_predictor("updown@champion")
+"""
+
+from models.registry.bundle import BundleRef, RegistryError
+from models.registry.local import Registry, load_predictor
+from models.registry.object_store import ObjectStoreRegistry
+
+__all__ = ["BundleRef", "ObjectStoreRegistry", "Registry", "RegistryError", "load_predictor"]

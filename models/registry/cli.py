@@ -1,0 +1,227 @@
+"""Use the model registry from the shell: list versions, show a manifest, predict, move aliases.
+
+Examples:
+    python -m models list                                   # every model, its versions and aliases
+    python -m models list updown
+    python -m models show updown@champion                   # manifest summary (--json for all of it)
+    python -m models predict updown@champion --prices prices.parquet --out preds.parquet
+    python -m models predict updown/7 --prices AAA.csv BBB.csv --latest
+    python -m models alias set updown champion 6            # roll the champion back to version 6
+    python -m models prune updown --keep 10                 # retention: newest 10 + aliased ones
+    python -m models smoke updown/8 --prices prices.parquet # load + predict check (prints JSON)
+
+The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
+A price file holds the store's columns (date, open, high, low, close, adj_close, volume) and either
+a `ticker` column or one ticker named by the file (AAA.parquet).
+Exit status: 0 on success, 1 on a registry or data error, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from models.registry import Registry, RegistryError
+
+
+def default_registry() -> str:
+    """$PIPELINE_HOME/registry, else ./.pipeline/registry (read when the CLI runs, not on import)."""
+    home = os.environ.get("PIPELINE_HOME") or ".pipeline"
+    return home.rstrip("/") + "/registry" if "://" in home else str(Path(home) / "registry")
+
+
+def version_rows(registry: Registry, model: str) -> list[dict]:
+    """One row per version: verdict, creation time, test balanced accuracy and aliases."""
+    aliases = registry.aliases(model)
+    rows = []
+    for version in registry.versions(model):
+        try:
+            manifest = registry.manifest(f"{model}/{version}")
+        except (RegistryError, ValueError) as err:
+            rows.append({"version": version, "verdict": f"unreadable: {err}", "aliases": []})
+            continue
+        rows.append(
+            {
+                "version": version,
+                "verdict": manifest.get("gate", {}).get("verdict", "?"),
+                "created_at": manifest.get("created_at", "?"),
+                "balanced_accuracy": manifest.get("metrics", {}).get("balanced_accuracy"),
+                "aliases": sorted(a for a, v in aliases.items() if int(v) == version),
+            }
+        )
+    return rows
+
+
+def manifest_summary(manifest: dict) -> list[str]:
+    """The lines `show` prints: what the model is, what it was trained on, how it scored."""
+    gate = manifest.get("gate", {})
+    metrics = manifest.get("metrics", {})
+    lines = [
+        f"model:      {manifest.get('model')}/{manifest.get('version')}  ({gate.get('verdict', '?')})",
+        f"created:    {manifest.get('created_at')}  schema {manifest.get('schema_version')}",
+        f"source:     {manifest.get('source', {}).get('kind')}"
+        + ("  (SYNTHETIC data)" if manifest.get("synthetic_data") else ""),
+        f"tickers:    {', '.join(manifest.get('tickers', []))}",
+        f"features:   {', '.join(manifest.get('features', []))}",
+        f"window:     {manifest.get('window')}  horizon {manifest.get('horizon')}  "
+        f"labels {manifest.get('labels', {}).get('rule')} (scale {manifest.get('labels', {}).get('scale')})",
+        f"classes:    {', '.join(manifest.get('labels', {}).get('classes', []))}",
+    ]
+    for split, dates in (manifest.get("splits") or {}).items():
+        lines.append(f"{split + ':':<12}{dates[0]} .. {dates[1]}")
+    if metrics:
+        lines.append(
+            f"test:       accuracy {metrics.get('accuracy', float('nan')):.4f}  "
+            f"balanced accuracy {metrics.get('balanced_accuracy', float('nan')):.4f}"
+        )
+    for name, base in (manifest.get("baselines") or {}).items():
+        lines.append(f"{name + ':':<12}balanced accuracy {base.get('balanced_accuracy', float('nan')):.4f}")
+    lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    lines.append(
+        f"fingerprint {str(manifest.get('data_fingerprint', ''))[:16]}  git {manifest.get('git_commit')}"
+    )
+    lines.append("files:      " + ", ".join(sorted(manifest.get("files", {}))))
+    return lines
+
+
+def cmd_list(registry: Registry, args: argparse.Namespace) -> int:
+    models = [args.model] if args.model else registry.models()
+    if not models:
+        print(f"no models in {registry.root}")
+    for model in models:
+        print(f"{model}  aliases {json.dumps(registry.aliases(model), sort_keys=True)}")
+        for row in version_rows(registry, model):
+            score = row.get("balanced_accuracy")
+            print(
+                f"  {row['version']:>4}  {row['verdict']:<9} {row.get('created_at', ''):<26} "
+                f"{'' if score is None else f'bal.acc {score:.4f}':<15} {' '.join(row['aliases'])}"
+            )
+    return 0
+
+
+def cmd_show(registry: Registry, args: argparse.Namespace) -> int:
+    manifest = registry.verify(args.ref) if args.verify else registry.manifest(args.ref)
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        print("\n".join(manifest_summary(manifest)))
+        if args.verify:
+            print("checksums:  verified")
+    return 0
+
+
+def cmd_predict(registry: Registry, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from models.registry.smoke import read_prices_file
+
+    prices = pd.concat([read_prices_file(p) for p in args.prices], ignore_index=True)
+    predictor = registry.load_predictor(args.ref)
+    predictions = predictor.predict(prices)
+    if args.latest:
+        predictions = predictions.groupby("ticker", sort=True).tail(1).reset_index(drop=True)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() == ".csv":
+            predictions.to_csv(out, index=False)
+        else:
+            predictions.to_parquet(out, index=False)
+        print(f"{len(predictions)} predictions from {predictor.bundle} written to {out}", file=sys.stderr)
+    else:
+        predictions.to_csv(sys.stdout, index=False, float_format="%.6f")
+    return 0
+
+
+def cmd_alias(registry: Registry, args: argparse.Namespace) -> int:
+    table = registry.set_alias(args.model, args.alias, args.version, force=args.force)
+    print(f"{args.model} aliases {json.dumps(table, sort_keys=True)}")
+    return 0
+
+
+def cmd_prune(registry: Registry, args: argparse.Namespace) -> int:
+    removed = registry.prune(args.model, keep=args.keep)
+    print(f"removed {args.model} versions {removed}" if removed else "nothing to remove")
+    return 0
+
+
+def cmd_smoke(registry: Registry, args: argparse.Namespace) -> int:
+    from models.registry.smoke import failure_record, run_smoke
+
+    try:
+        result = run_smoke(registry.url, args.ref, args.prices)
+    except Exception as err:  # every failure is the test's verdict, reported as JSON
+        result = failure_record(err)
+    print(json.dumps(result, default=str))
+    return 0 if result["passed"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    registry_help = (
+        "registry root: a folder or an fsspec URL (default: $PIPELINE_HOME/registry or ./.pipeline/registry)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--registry", help=registry_help)
+    # Accepted after the subcommand too; SUPPRESS keeps a subcommand from resetting it to None.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", default=argparse.SUPPRESS, help=registry_help)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", parents=[common], help="models, versions, verdicts and aliases")
+    p.add_argument("model", nargs="?", help="one model (default: all)")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("show", parents=[common], help="summary of a version's manifest")
+    p.add_argument("ref", help="name@champion, name@latest or name/7")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    p.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    p.set_defaults(run=cmd_show)
+
+    p = sub.add_parser("predict", parents=[common], help="class probabilities from raw daily prices")
+    p.add_argument("ref", help="name@champion, name@latest or name/7")
+    p.add_argument("--prices", nargs="+", required=True, help="Parquet or CSV price file(s)")
+    p.add_argument("--out", help="write .parquet or .csv here (default: CSV on stdout)")
+    p.add_argument("--latest", action="store_true", help="only the latest date of each ticker")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("alias", parents=[common], help="move an alias (e.g. roll the champion back)")
+    alias_sub = p.add_subparsers(dest="action", required=True)
+    s = alias_sub.add_parser("set", parents=[common], help="point ALIAS at VERSION")
+    s.add_argument("model")
+    s.add_argument("alias", help="e.g. champion")
+    s.add_argument("version", type=int)
+    s.add_argument("--force", action="store_true", help="allow a rejected version")
+    s.set_defaults(run=cmd_alias)
+
+    p = sub.add_parser("prune", parents=[common], help="keep the newest K versions plus aliased ones")
+    p.add_argument("model")
+    p.add_argument("--keep", type=int, default=10, help="versions to keep (default 10)")
+    p.set_defaults(run=cmd_prune)
+
+    p = sub.add_parser("smoke", parents=[common], help="load and predict the latest windows; JSON verdict")
+    p.add_argument("ref", help="e.g. updown/8")
+    p.add_argument("--prices", required=True, help="Parquet or CSV price file")
+    p.set_defaults(run=cmd_smoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    registry = Registry(args.registry or default_registry())
+    try:
+        return args.run(registry, args)
+    except (RegistryError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
