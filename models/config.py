@@ -192,7 +192,9 @@ class ModelConfig(_Frozen):
     output_width: int = Field(default=3, description="Must equal the number of classes (3).")
     stateful: bool = Field(
         default=False,
-        description="Carry LSTM state across batches. Refused unless every split divides the batch size.",
+        description="Carry LSTM state across batches: refused by the training preflight "
+        "(stateful-unsupported), since each window is a whole sequence and batches are not "
+        "continuations of each other.",
     )
 
     @classmethod
@@ -272,4 +274,15 @@ class Settings(BaseSettings):
         default=None,
         description="Where bundles are published: a path or fsspec URL (s3://bucket/prefix); "
         "default <home>/registry.",
+    )
+    registry_cache_dir: Path | None = Field(
+        default=None,
+        description="Where object-store bundles are downloaded to (a shared, bounded cache); "
+        "default $XDG_CACHE_HOME/updown-pipeline/registry, else ~/.cache/updown-pipeline/registry.",
+    )
+    registry_cache_max_entries: int = Field(
+        default=8, ge=1, description="Bundle copies the download cache keeps (least recently used go)."
+    )
+    registry_cache_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Bytes the download cache keeps (least recently used go)."
     )

@@ -24,6 +24,8 @@ for key, value in {
     os.environ.setdefault(key, value)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PIPELINE_HOME", None)
+# Object-store registries download into this session's folder, never into the user's ~/.cache.
+os.environ["PIPELINE_REGISTRY_CACHE_DIR"] = str(Path(_SESSION_HOME) / "registry-cache")
 
 import pytest  # noqa: E402
 

@@ -9,6 +9,8 @@ Examples:
     python -m models alias set updown champion 6            # roll the champion back to version 6
     python -m models prune updown --keep 10                 # retention: newest 10 + aliased ones
     python -m models smoke updown/8 --prices prices.parquet # load + predict check (prints JSON)
+    python -m models doctor                                 # list registry problems
+    python -m models doctor updown --fix                    # repair aliases, remove leftovers
 
 The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
 A price file holds the store's columns (date, open, high, low, close, adj_close, volume) and either
@@ -25,6 +27,7 @@ import sys
 from pathlib import Path
 
 from models.registry import Registry, RegistryError
+from models.registry.bundle import check_model_name
 
 
 def default_registry() -> str:
@@ -88,7 +91,7 @@ def manifest_summary(manifest: dict) -> list[str]:
 
 
 def cmd_list(registry: Registry, args: argparse.Namespace) -> int:
-    models = [args.model] if args.model else registry.models()
+    models = [registry.require_model(args.model)] if args.model else registry.models()
     if not models:
         print(f"no models in {registry.root}")
     for model in models:
@@ -103,13 +106,14 @@ def cmd_list(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def cmd_show(registry: Registry, args: argparse.Namespace) -> int:
-    manifest = registry.verify(args.ref) if args.verify else registry.manifest(args.ref)
+    verified = registry.check(args.ref) if args.verify else None
+    manifest = verified.manifest if verified else registry.manifest(args.ref)
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
     else:
         print("\n".join(manifest_summary(manifest)))
-        if args.verify:
-            print("checksums:  verified")
+        if verified:
+            print("\n".join(verified.lines()))
     return 0
 
 
@@ -136,6 +140,12 @@ def cmd_predict(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def cmd_alias(registry: Registry, args: argparse.Namespace) -> int:
+    check_model_name(args.model)
+    try:
+        registry.aliases(args.model)
+    except RegistryError as err:  # set_alias repairs it: say what it replaces
+        damage = str(err).split("; repair it with")[0]
+        print(f"note: {damage}; rewriting it with its valid entries", file=sys.stderr)
     table = registry.set_alias(args.model, args.alias, args.version, force=args.force)
     print(f"{args.model} aliases {json.dumps(table, sort_keys=True)}")
     return 0
@@ -145,6 +155,16 @@ def cmd_prune(registry: Registry, args: argparse.Namespace) -> int:
     removed = registry.prune(args.model, keep=args.keep)
     print(f"removed {args.model} versions {removed}" if removed else "nothing to remove")
     return 0
+
+
+def cmd_doctor(registry: Registry, args: argparse.Namespace) -> int:
+    from models.registry.doctor import doctor
+
+    report = doctor(registry, args.model, fix=args.fix)
+    for finding in report.findings:
+        print(finding.line())
+    print(report.summary(str(registry.root), args.fix), file=sys.stderr)
+    return 1 if report.left else 0
 
 
 def cmd_smoke(registry: Registry, args: argparse.Namespace) -> int:
@@ -180,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", parents=[common], help="summary of a version's manifest")
     p.add_argument("ref", help="name@champion, name@latest or name/7")
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
-    p.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also verify the bundle: manifest, every file's size and sha256, nothing unlisted",
+    )
     p.set_defaults(run=cmd_show)
 
     p = sub.add_parser("predict", parents=[common], help="class probabilities from raw daily prices")
@@ -203,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--keep", type=int, default=10, help="versions to keep (default 10)")
     p.set_defaults(run=cmd_prune)
+
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check aliases, versions and leftovers; --fix repairs what it can",
+        description="One line per problem on stdout (`<subject>: <problem>: <detail>`), a summary "
+        "on stderr. Exit status 0 when no problem is left, 1 otherwise. --fix takes the publish lock, "
+        "removes leftovers of killed writers, rewrites a damaged aliases.json from its valid entries, "
+        "points a dangling champion or latest at the newest version that verifies and was promoted, "
+        "and drops other dangling aliases; it never deletes a version.",
+    )
+    p.add_argument("model", nargs="?", help="one model (default: all)")
+    p.add_argument("--fix", action="store_true", help="repair what can be repaired")
+    p.set_defaults(run=cmd_doctor)
 
     p = sub.add_parser("smoke", parents=[common], help="load and predict the latest windows; JSON verdict")
     p.add_argument("ref", help="e.g. updown/8")

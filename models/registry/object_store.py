@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -14,14 +15,24 @@ from pathlib import Path
 
 from models.registry.bundle import (
     ALIASES,
+    LOCK,
     MANIFEST,
+    MODEL_PATTERN,
     SCHEMA_VERSION,
     TMP_PREFIX,
     TRASH_PREFIX,
+    VERSION_PATTERN,
     BundleRef,
     RegistryError,
+    Verification,
+    check_file_name,
+    check_manifest,
+    check_model_name,
+    check_version,
+    parse_json_object,
     sha256_file,
 )
+from models.registry.cache import BundleCache, default_cache_dir
 from models.registry.local import Registry
 
 
@@ -36,8 +47,10 @@ class ObjectStoreRegistry(Registry, remote=True):
       write, so one writer at a time allocates versions and rewrites `aliases.json` (one PUT:
       readers see the old table or the new one). A lock whose holder died (same host, pid gone)
       or that is older than `lock_ttl` seconds is broken;
-    - consumers download a bundle into a local folder and verify the checksums of that copy,
-      which is the copy they load.
+    - consumers check the bundle's manifest and its listing remotely (nothing unlisted, nothing
+      missing, sizes as listed) before anything is downloaded, then load a verified local copy
+      from the shared, bounded download cache (models.registry.cache), reused across loads and
+      processes.
     """
 
     def __init__(
@@ -48,24 +61,36 @@ class ObjectStoreRegistry(Registry, remote=True):
         lock_ttl: float = 900.0,
         lock_timeout: float = 300.0,
         cache_dir: Path | None = None,
+        cache_max_entries: int | None = None,
+        cache_max_bytes: int | None = None,
     ):
         import fsspec
+
+        from models.config import Settings
 
         self.url = str(root).rstrip("/")
         self.fs, self.base = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
         self.base = self.base.rstrip("/")
         self.root = self.url  # what messages and the CLI print
         self.lock_ttl, self.lock_timeout = lock_ttl, lock_timeout
-        self._cache_dir = cache_dir
-        self._copies: dict[tuple[str, str], Path] = {}
+        settings = Settings()  # PIPELINE_REGISTRY_CACHE_* read now, where a registry is opened
+        self.cache = BundleCache(
+            Path(cache_dir or settings.registry_cache_dir or default_cache_dir()),
+            max_entries=cache_max_entries or settings.registry_cache_max_entries,
+            max_bytes=cache_max_bytes or settings.registry_cache_max_bytes,
+        )
 
     # -- paths and reads ---------------------------------------------------------------------
 
     def _key(self, *parts: str | int) -> str:
         return "/".join([self.base, *(str(p) for p in parts)])
 
+    def _mkey(self, model: str, *parts: str | int) -> str:
+        """The key of `parts` under a model, the model name checked first."""
+        return self._key(check_model_name(model), *parts)
+
     def model_dir(self, model: str) -> str:  # type: ignore[override]
-        return self._key(model)
+        return self._mkey(model)
 
     def _children(self, key: str) -> list[tuple[str, bool]]:
         """(name, is_directory) below `key`, read fresh (never from a listing cache)."""
@@ -81,59 +106,109 @@ class ObjectStoreRegistry(Registry, remote=True):
         return self.fs.exists(key)
 
     def models(self) -> list[str]:
-        return sorted(n for n, is_dir in self._children(self.base) if is_dir and not n.startswith("."))
+        return sorted(n for n, is_dir in self._children(self.base) if is_dir and MODEL_PATTERN.fullmatch(n))
 
     def versions(self, model: str) -> list[int]:
         """Complete versions, ascending: those whose manifest.json exists."""
-        names = [n for n, is_dir in self._children(self._key(model)) if is_dir and n.isdigit()]
-        return sorted(int(n) for n in names if self._exists(self._key(model, n, MANIFEST)))
+        names = [
+            n for n, is_dir in self._children(self._mkey(model)) if is_dir and VERSION_PATTERN.fullmatch(n)
+        ]
+        return sorted(int(n) for n in names if self._exists(self._mkey(model, n, MANIFEST)))
 
-    def aliases(self, model: str) -> dict[str, int]:
+    def _aliases_location(self, model: str) -> str:
+        return f"{self.url}/{check_model_name(model)}/{ALIASES}"
+
+    def _aliases_raw(self, model: str) -> bytes | None:
         try:
-            return json.loads(self.fs.cat_file(self._key(model, ALIASES)))
+            return self.fs.cat_file(self._mkey(model, ALIASES))
         except FileNotFoundError:
-            return {}
+            return None
 
     def _bundle_ref(self, model: str, version: int) -> BundleRef | None:
-        if not self._exists(self._key(model, version, MANIFEST)):
+        if not self._exists(self._mkey(model, check_version(version), MANIFEST)):
             return None
         return BundleRef(model, version, None, f"{self.url}/{model}/{version}")
 
     def read_file(self, ref: str | BundleRef, name: str) -> bytes:
-        bundle = self.resolve(ref) if isinstance(ref, str) else ref
-        return self.fs.cat_file(self._key(bundle.model, bundle.version, name))
+        bundle = self._ref(ref)
+        if name != MANIFEST:
+            check_file_name(name, str(bundle))
+        return self.fs.cat_file(self._mkey(bundle.model, bundle.version, name))
+
+    def _listing(self, bundle: BundleRef) -> dict[str, int]:
+        """Every object under the version's prefix: name relative to it -> size."""
+        prefix = self._mkey(bundle.model, bundle.version)
+        self.fs.invalidate_cache(prefix)
+        found = self.fs.find(prefix, detail=True)
+        return {path[len(prefix) + 1 :]: int(info.get("size") or 0) for path, info in found.items()}
+
+    def check(self, ref: str | BundleRef, *, fresh: bool = True) -> Verification:
+        """Verify remotely what can be (manifest, listing, sizes), then a local copy file by file.
+
+        Nothing is downloaded or written before the manifest and the listing passed: a manifest
+        naming `../x` or `/abs` is refused before any byte lands on this machine.
+
+        Args:
+            fresh: True (verify, promote, `show --verify`, doctor) downloads the stored objects
+                and checks them, refreshing the cached copy; False (`load_predictor`,
+                `local_path`) may reuse a cached copy after re-checking it, which is what gets
+                loaded (see models.registry.cache).
+        """
+        bundle = self._ref(ref)
+        label = str(bundle)
+        raw = self.read_file(bundle, MANIFEST)
+        manifest = check_manifest(parse_json_object(raw, f"{bundle}: {MANIFEST}"), bundle)
+        listed = manifest["files"]
+        present = self._listing(bundle)
+        for name in sorted(present):
+            if name != MANIFEST and name not in listed:
+                raise RegistryError(
+                    f"{label}: {name} is in the bundle but not in its manifest; refusing to load "
+                    "(a bundle holds exactly the files its manifest lists)"
+                )
+        for name, entry in listed.items():
+            if name not in present:
+                raise RegistryError(f"{label}: {name} is missing")
+            if present[name] != entry["bytes"]:
+                raise RegistryError(
+                    f"{label}: {name} does not match its manifest checksum (expected "
+                    f"{entry['bytes']} bytes, found {present[name]} bytes); refusing to load"
+                )
+
+        def download(name: str, target: Path) -> None:
+            # "xb": a new file only, never through a link that might already sit there.
+            with self.fs.open(self._mkey(bundle.model, bundle.version, name), "rb") as src:
+                with open(target, "xb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+        copy = self.cache.fetch(raw, manifest, label, download, reuse=not fresh)
+        note = "downloaded into" if copy.downloaded else "reused (re-checked) from"
+        return Verification(
+            bundle,
+            manifest,
+            copy.folder,
+            copy.files,
+            source=bundle.url,
+            downloaded=True,
+            notes=[f"copy {note} the download cache {self.cache.root}"],
+        )
 
     def local_path(self, ref: str | BundleRef) -> Path:
-        """Download the bundle (once per manifest) into a local folder and return it.
+        """A verified local copy of the bundle, from the shared download cache (see `check`)."""
+        return self.check(ref, fresh=False).folder
 
-        The copy is keyed by the manifest's own digest, so a version rewritten by `reject` is
-        fetched again; `verify` checks the files of this copy.
-        """
-        bundle = self.resolve(ref) if isinstance(ref, str) else ref
-        raw = self.read_file(bundle, MANIFEST)
-        key = (str(bundle), hashlib.sha256(raw).hexdigest())
-        if key in self._copies:
-            return self._copies[key]
-        if self._cache_dir is None:
-            import tempfile
+    def load_predictor(self, ref: str):
+        """As Registry.load_predictor, loading a verified copy from the download cache."""
+        from models.registry.predictor import Predictor
 
-            self._cache_dir = Path(tempfile.mkdtemp(prefix="registry-"))
-        folder = Path(self._cache_dir) / bundle.model / f"{bundle.version}-{key[1][:16]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in json.loads(raw)["files"]:
-            try:
-                self.fs.get_file(self._key(bundle.model, bundle.version, name), str(folder / name))
-            except FileNotFoundError:
-                continue  # verify reports the missing file by name
-        (folder / MANIFEST).write_bytes(raw)
-        self._copies[key] = folder
-        return folder
+        verified = self.check(self.resolve(ref), fresh=False)
+        return Predictor.from_folder(verified.bundle, verified.manifest, verified.folder)
 
     # -- the lock object ---------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self, model: str) -> Iterator[None]:
-        key = self._key(model, ".lock")
+        key = self._mkey(model, LOCK)
         owner = {
             "owner": uuid.uuid4().hex,
             "host": socket.gethostname(),
@@ -185,13 +260,17 @@ class ObjectStoreRegistry(Registry, remote=True):
 
     def add_version(self, model: str, files: Mapping[str, Path], manifest: dict) -> BundleRef:
         """Upload under a temporary prefix, copy into `<model>/<version>/`, manifest last."""
-        if MANIFEST in files:
-            raise ValueError(f"{MANIFEST} is written by the registry, not passed as a file")
+        check_model_name(model)
+        self._check_files(model, files)
         with self._locked(model):
             self._clean_leftovers_remote(model)
-            taken = [int(n) for n, is_dir in self._children(self._key(model)) if is_dir and n.isdigit()]
+            taken = [
+                int(n)
+                for n, is_dir in self._children(self._mkey(model))
+                if is_dir and VERSION_PATTERN.fullmatch(n)
+            ]
             version = max(taken, default=0) + 1
-            tmp = self._key(model, f"{TMP_PREFIX}{version}-{uuid.uuid4().hex}")
+            tmp = self._mkey(model, f"{TMP_PREFIX}{version}-{uuid.uuid4().hex}")
             listing = {}
             for name, source in files.items():
                 self.fs.put_file(str(source), f"{tmp}/{name}")
@@ -200,17 +279,18 @@ class ObjectStoreRegistry(Registry, remote=True):
                     raise RegistryError(f"upload of {name} to {tmp} is incomplete ({size} bytes)")
                 listing[name] = {"sha256": sha256_file(Path(source)), "bytes": size}
             for name in files:
-                self.fs.copy(f"{tmp}/{name}", self._key(model, version, name))
+                self.fs.copy(f"{tmp}/{name}", self._mkey(model, version, name))
             final = {**manifest, "schema_version": SCHEMA_VERSION, "model": model, "version": version}
             final["files"] = listing
             self.fs.pipe_file(
-                self._key(model, version, MANIFEST),
+                self._mkey(model, version, MANIFEST),
                 json.dumps(final, indent=2, sort_keys=True, default=str).encode(),
             )
             self.fs.rm(tmp, recursive=True)
             return self._bundle_ref(model, version)
 
     def reject(self, model: str, version: int, reason: str, report: str | None = None) -> dict:
+        check_model_name(model)
         with self._locked(model):
             if version in self.aliases(model).values():
                 raise RegistryError(f"{model}/{version} is aliased; move the alias before rejecting it")
@@ -221,42 +301,57 @@ class ObjectStoreRegistry(Registry, remote=True):
             manifest["gate"] = gate
             if report is not None:
                 data = report.encode()
-                self.fs.pipe_file(self._key(model, version, "report.md"), data)
+                self.fs.pipe_file(self._mkey(model, version, "report.md"), data)
                 manifest["files"]["report.md"] = {
                     "sha256": hashlib.sha256(data).hexdigest(),
                     "bytes": len(data),
                 }
             payload = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-            self.fs.pipe_file(self._key(model, version, MANIFEST), payload)
+            self.fs.pipe_file(self._mkey(model, version, MANIFEST), payload)
             return manifest
 
     def prune(self, model: str, keep: int = 10) -> list[int]:
         """As Registry.prune; the manifest goes first, so a half-deleted version is never listed."""
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        self.require_model(model)
         with self._locked(model):
             versions = self.versions(model)
-            kept = set(versions[-keep:]) | {int(v) for v in self.aliases(model).values()}
+            kept = set(versions[-keep:]) | set(self.aliases(model).values())
             removed = [v for v in versions if v not in kept]
             for v in removed:
-                self.fs.rm_file(self._key(model, v, MANIFEST))
-                self.fs.rm(self._key(model, v), recursive=True)
+                self.fs.rm_file(self._mkey(model, v, MANIFEST))
+                self.fs.rm(self._mkey(model, v), recursive=True)
             return removed
 
-    def _set_aliases(self, model: str, changes: dict[str, int]) -> dict[str, int]:
-        table = {**self.aliases(model), **changes}
+    def _write_aliases(self, model: str, table: dict[str, int]) -> None:
         # One PUT replaces the object whole; the lock keeps two writers from losing an update.
-        self.fs.pipe_file(self._key(model, ALIASES), json.dumps(table, indent=2, sort_keys=True).encode())
-        return table
+        self.fs.pipe_file(self._mkey(model, ALIASES), json.dumps(table, indent=2, sort_keys=True).encode())
+
+    def _scan(self, model: str) -> tuple[list[str], list[str]]:
+        """(leftovers of killed writers, unexpected entries) under the model's prefix."""
+        leftovers, strays = [], []
+        for name, is_dir in sorted(self._children(self._mkey(model))):
+            if self._is_leftover_remote(model, name, is_dir):
+                leftovers.append(name)
+            elif not (is_dir and VERSION_PATTERN.fullmatch(name)) and name not in (ALIASES, LOCK):
+                strays.append(name)
+        return leftovers, strays
+
+    def _is_leftover_remote(self, model: str, name: str, is_dir: bool) -> bool:
+        if not is_dir:
+            return False
+        incomplete = VERSION_PATTERN.fullmatch(name) and not self._exists(self._mkey(model, name, MANIFEST))
+        return bool(name.startswith((TMP_PREFIX, TRASH_PREFIX)) or incomplete)
+
+    def _remove_leftovers(self, model: str) -> None:
+        self._clean_leftovers_remote(model)
 
     def _clean_leftovers_remote(self, model: str) -> None:
         """Temporary prefixes, and version prefixes without a manifest (caller holds the lock)."""
-        for name, is_dir in self._children(self._key(model)):
-            if not is_dir:
-                continue
-            incomplete = name.isdigit() and not self._exists(self._key(model, name, MANIFEST))
-            if name.startswith((TMP_PREFIX, TRASH_PREFIX)) or incomplete:
-                self.fs.rm(self._key(model, name), recursive=True)
+        for name, is_dir in self._children(self._mkey(model)):
+            if self._is_leftover_remote(model, name, is_dir):
+                self.fs.rm(self._mkey(model, name), recursive=True)
 
 
 def _pid_alive(pid: int) -> bool:

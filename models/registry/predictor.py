@@ -15,7 +15,7 @@ import pandas as pd
 
 from models.dataset.features import compute_features
 from models.dataset.normalization import Stats, read_stats
-from models.registry.bundle import BundleRef
+from models.registry.bundle import BundleRef, RegistryError
 from models.training.evaluation import predict_windows
 
 
@@ -33,6 +33,13 @@ class Predictor:
         Use `Registry.load_predictor(ref)`, which resolves and verifies the bundle first.
         """
         model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+        stateful = [layer.name for layer in _layers(model) if getattr(layer, "stateful", False)]
+        if stateful:
+            raise RegistryError(
+                f"{bundle}: model.keras has stateful layers ({', '.join(stateful)}), whose answers "
+                "depend on earlier calls: the same window would get different probabilities; "
+                "refusing to serve it (retrain with model.stateful = false)"
+            )
         stats = read_stats(folder / "stats.parquet")
         if list(stats.features) != list(manifest["features"]):
             raise ValueError(
@@ -77,3 +84,13 @@ class Predictor:
             result["label"] = np.asarray(self.classes)[probs.argmax(axis=1)]
             out.append(result)
         return pd.concat(out, ignore_index=True)
+
+
+def _layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model`, nested models' layers included."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_layers(layer))
+    return out

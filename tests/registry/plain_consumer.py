@@ -2,13 +2,15 @@
 
     python plain_consumer.py BUNDLE_DIR PRICES.parquet OUT.npz
 
-This file is the README's recipe, kept runnable so a test proves it: verify the checksums in
-manifest.json, load model.keras with safe_mode, normalize with stats.parquet, window, predict.
+This file is the README's recipe, kept runnable so a test proves it: check the listing and the
+checksums in manifest.json, load model.keras with safe_mode, normalize with stats.parquet, window,
+predict.
 PRICES.parquet holds one ticker's daily rows (date, open, high, low, close, adj_close, volume).
 """
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +23,13 @@ def verify(bundle: Path) -> dict:
     manifest = json.loads((bundle / "manifest.json").read_text())
     if manifest["schema_version"] != 1:
         raise ValueError(f"unsupported schema_version {manifest['schema_version']}")
+    names = set(manifest["files"])
+    if not all(re.fullmatch(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*", n) for n in names):
+        raise ValueError(f"manifest.json lists a file name that is not a plain name: {sorted(names)}")
+    if not {"model.keras", "stats.parquet"} <= names:
+        raise ValueError("manifest.json does not list model.keras and stats.parquet")
+    if {p.name for p in bundle.iterdir()} != names | {"manifest.json"}:
+        raise ValueError("the bundle holds files its manifest does not list, or lacks listed ones")
     for name, entry in manifest["files"].items():
         digest = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
         if digest != entry["sha256"]:

@@ -5,6 +5,7 @@ processes, SIGKILL at each publish step, retention."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,150 @@ def test_any_fsspec_url_works_not_only_s3(tmp_path):
     assert registry.prune("updown", keep=2) == [1, 2]
     assert (registry.versions("updown"), registry.aliases("updown")) == ([3, 4], {"champion": 4, "latest": 4})
     assert registry.verify("updown@champion")["version"] == 4
+
+
+def plant_files(registry: Registry, version: int, planted: dict[str, bytes]) -> None:
+    """Rewrite a version's manifest to list `planted` (name -> bytes) with correct checksums, and
+    put the objects next to it, as anyone with write access to the bucket could."""
+    import hashlib
+
+    prefix = f"{registry.base}/updown/{version}"
+    manifest_ = json.loads(registry.fs.cat_file(f"{prefix}/manifest.json"))
+    for name, data in planted.items():
+        manifest_["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        registry.fs.pipe_file(f"{prefix}/{name}", data)
+    registry.fs.pipe_file(f"{prefix}/manifest.json", json.dumps(manifest_).encode())
+
+
+def cache_files(registry: ObjectStoreRegistry) -> list[Path]:
+    root = registry.cache.root
+    return sorted(p for p in root.rglob("*") if p.name != ".lock") if root.exists() else []
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/../../x"])
+def test_a_manifest_cannot_write_outside_the_download_cache(url, tmp_path, name):
+    """A manifest entry `../../x` or `/abs/path` with a correct sha256 used to be written outside the
+    cache folder on every consumer: now the bundle is refused before a byte is written."""
+    registry = Registry(url, cache_dir=tmp_path / "cache")
+    publish(registry, tmp_path, "a")
+    target = (tmp_path / "abs" / "path") if name.startswith("/") else None
+    planted = name.replace("/abs/path", str(target)) if target else name
+    plant_files(registry, 1, {planted: b"owned"})
+    registry.cache.clean()
+    before = cache_files(registry)
+    consumer = Registry(url, cache_dir=tmp_path / "cache")
+    with pytest.raises(
+        RegistryError, match=r"updown/1: the manifest lists a file named .* not a plain file name"
+    ):
+        consumer.load_predictor("updown@champion")
+    with pytest.raises(RegistryError, match="not a plain file name"):
+        consumer.verify("updown/1")
+    assert cache_files(consumer) == before  # nothing downloaded, nothing written
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+    assert target is None or not target.exists()
+
+
+def test_memory_store_refuses_a_traversal_too(tmp_path):
+    url = f"memory://registry-{uuid.uuid4().hex[:8]}"
+    registry = Registry(url, cache_dir=tmp_path / "cache")
+    publish(registry, tmp_path, "a")
+    plant_files(registry, 1, {"../../../x": b"owned"})
+    with pytest.raises(RegistryError, match="not a plain file name"):
+        Registry(url, cache_dir=tmp_path / "cache").load_predictor("updown@champion")
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_object_store_bundle_must_list_everything_it_holds(url, tmp_path):
+    registry = Registry(url, cache_dir=tmp_path / "cache")
+    publish(registry, tmp_path, "a")
+    prefix = f"{registry.base}/updown/1"
+    registry.fs.pipe_file(f"{prefix}/extra.bin", b"x")
+    with pytest.raises(RegistryError, match="updown/1: extra.bin is in the bundle but not in its manifest"):
+        Registry(url, cache_dir=tmp_path / "cache").verify("updown/1")
+    registry.fs.rm_file(f"{prefix}/extra.bin")
+    manifest_ = json.loads(registry.fs.cat_file(f"{prefix}/manifest.json"))
+    registry.fs.pipe_file(f"{prefix}/manifest.json", json.dumps({**manifest_, "files": {}}).encode())
+    with pytest.raises(RegistryError, match="does not list model.keras, stats.parquet"):
+        Registry(url, cache_dir=tmp_path / "cache").load_predictor("updown/1")
+
+
+def test_the_download_cache_is_reused_across_instances_and_processes(url, tmp_path):
+    cache = tmp_path / "cache"
+    registry = Registry(url, cache_dir=cache)
+    publish(registry, tmp_path, "a")
+    shutil.rmtree(cache)  # publishing verified, so cached, the bundle
+    first = Registry(url, cache_dir=cache).check("updown@champion", fresh=False)
+    assert first.notes == [f"copy downloaded into the download cache {cache}"]
+    inode = (first.folder / "model.keras").stat().st_ino
+    again = Registry(url, cache_dir=cache).check("updown@champion", fresh=False)
+    assert again.folder == first.folder and again.notes[0].startswith("copy reused (re-checked)")
+    assert (again.folder / "model.keras").stat().st_ino == inode  # not downloaded again
+    code = (
+        "import sys; from models.registry import Registry; "
+        "v = Registry(sys.argv[1]).check('updown@champion', fresh=False); print(v.folder); print(v.notes[0])"
+    )
+    env = {**__import__("os").environ, "PIPELINE_REGISTRY_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder, note = done.stdout.strip().splitlines()
+    assert Path(folder) == first.folder and note.startswith("copy reused")
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [first.folder.name]
+
+
+def test_a_damaged_cached_copy_is_never_loaded(url, tmp_path):
+    cache = tmp_path / "cache"
+    registry = Registry(url, cache_dir=cache)
+    publish(registry, tmp_path, "a")
+    folder = registry.local_path("updown@champion")
+    original = (folder / "model.keras").read_bytes()
+    (folder / "model.keras").write_bytes(b"truncated")
+    again = Registry(url, cache_dir=cache).check("updown@champion", fresh=False)
+    assert again.notes[0].startswith("copy downloaded")  # the damaged copy was replaced
+    assert (again.folder / "model.keras").read_bytes() == original
+    # A download that died halfway leaves only a temporary folder, which is never used.
+    half = cache / f".tmp-{again.folder.name[:16]}-dead"
+    half.mkdir()
+    (half / "model.keras").write_bytes(b"half")
+    assert Registry(url, cache_dir=cache).local_path("updown@champion") == again.folder
+
+
+def test_a_download_that_fails_leaves_no_copy(url, tmp_path, monkeypatch):
+    registry = Registry(url, cache_dir=tmp_path / "cache")
+    publish(registry, tmp_path, "a")
+    shutil.rmtree(tmp_path / "cache")
+    consumer = Registry(url, cache_dir=tmp_path / "cache")
+    real_open = consumer.fs.open
+
+    def failing_open(path, mode="rb", **kwargs):
+        if str(path).endswith("stats.parquet"):
+            raise ConnectionError("connection reset")
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(consumer.fs, "open", failing_open)
+    before = cache_files(consumer)
+    with pytest.raises(ConnectionError):
+        consumer.local_path("updown@champion")
+    assert cache_files(consumer) == before
+
+
+def test_the_download_cache_stays_within_its_bounds(url, tmp_path):
+    cache = tmp_path / "cache"
+    registry = Registry(url, cache_dir=cache)
+    for i in range(4):
+        publish(registry, tmp_path, f"v{i}")
+    consumer = Registry(url, cache_dir=cache, cache_max_entries=2)
+    consumer.cache.grace_seconds = 0  # no other process here could be loading a copy
+    consumer.cache.clean()
+    folders = [consumer.local_path(f"updown/{v}") for v in (1, 2, 3, 4)]
+    left = [path for path, _, _ in consumer.cache.entries()]
+    assert left == [folders[3], folders[2]]  # the two most recently used
+    one_bundle = consumer.cache.entries()[0][2]
+    small = Registry(url, cache_dir=cache, cache_max_bytes=one_bundle + 1)
+    small.cache.grace_seconds = 0
+    assert small.local_path("updown/1") and [p for p, _, _ in small.cache.entries()] == [folders[0]]
+    # A bundle larger than the bound is still served (the copy just used is never removed).
+    tiny = Registry(url, cache_dir=cache, cache_max_bytes=10)
+    tiny.cache.grace_seconds = 0
+    assert tiny.local_path("updown/2") == folders[1] and len(tiny.cache.entries()) == 1
