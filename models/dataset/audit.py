@@ -76,6 +76,11 @@ def audit_leakage(
             f"normalization stats were fitted on {fit_start.date()}..{fit_end.date()}, beyond the train "
             f"split {ranges.as_dict()['train']} (first validation input {first_val_input.date()})"
         )
+    else:
+        mismatch = stats_mismatch(arrays, stats, fit_start, fit_end)
+        evidence["stats_recomputed"] = mismatch is None
+        if mismatch:
+            problems.append(mismatch)
     if problems:
         raise GuardFailure(
             [
@@ -96,6 +101,70 @@ def audit_leakage(
         "purge_sessions": purge,
         "embargo_sessions": config.split.embargo_sessions,
     }
+
+
+# Recomputing the stats on the same float64 rows differs only by summation order (~1e-15
+# relative); stats fitted on other rows differ by far more than this.
+STATS_TOLERANCE = 1e-6
+
+
+def stats_mismatch(
+    arrays: Arrays, stats: Stats, fit_start: pd.Timestamp, fit_end: pd.Timestamp
+) -> str | None:
+    """Check the stats against the rows they claim to be fitted on, not only the claim.
+
+    The rows dated fit_start..fit_end must be as many as the stats' `count`, and their mean and
+    std (ddof=0, per ticker for per-ticker stats) must equal the stored ones within
+    STATS_TOLERANCE (relative to the std). Stats fitted on all rows but labelled with the train
+    range fail here. Returns the problem in words, or None.
+    """
+    claimed = (arrays.dates >= np.datetime64(fit_start, "ns")) & (
+        arrays.dates <= np.datetime64(fit_end, "ns")
+    )
+    rows = int(claimed.sum())
+    fit = f"{fit_start.date()}..{fit_end.date()}"
+    if rows != stats.count:
+        return (
+            f"normalization stats say they were fitted on {stats.count} rows dated {fit}, but the "
+            f"dataset has {rows} rows there: they were fitted on other rows than they claim"
+        )
+    matrix = arrays.matrix[claimed]
+    if stats.pooled:
+        groups = [("pooled", matrix, stats.mean, stats.std)]
+    else:
+        # build_dataset numbers tickers in sorted name order, and stats scopes are sorted names,
+        # so the k-th ticker id present in the fit rows is the k-th scope.
+        ids = np.unique(arrays.ticker_ids[claimed])
+        if len(ids) != len(stats.scopes):
+            return (
+                f"per-ticker normalization stats cover {len(stats.scopes)} tickers, but the rows "
+                f"dated {fit} hold {len(ids)}"
+            )
+        groups = [
+            (scope, matrix[arrays.ticker_ids[claimed] == tid], stats.mean[k], stats.std[k])
+            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=True))
+        ]
+    for scope, rows_of, mean, std in groups:
+        # A feature with NaN or inf among these rows cannot be recomputed; the training preflight
+        # names it (non-finite-input), so it is not called leakage here.
+        finite = np.isfinite(rows_of).all(axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            actual_mean, actual_std = rows_of.mean(axis=0), rows_of.std(axis=0)
+        replaced = ~np.isfinite(actual_std) | (actual_std <= 1e-12)
+        expected_std = np.where(replaced, 1.0, actual_std)
+        off_mean = np.abs(mean - actual_mean) > STATS_TOLERANCE * expected_std
+        off_std = np.abs(std - expected_std) > STATS_TOLERANCE * expected_std
+        bad = finite & (off_mean | off_std)
+        if bad.any():
+            j = int(np.argmax(bad))
+            where = "" if scope == "pooled" else f" for {scope}"
+            return (
+                f"normalization stats do not match the rows they claim ({fit}){where}: feature "
+                f"'{stats.features[j]}' has mean {mean[j]:.6g} and std {std[j]:.6g} in stats.parquet, "
+                f"but {actual_mean[j]:.6g} and {expected_std[j]:.6g} recomputed on those rows: they "
+                "were fitted on other rows (fitting on all rows leaks validation and test)"
+            )
+    return None
 
 
 def check_label_contract(arrays: Arrays, config: PipelineConfig) -> dict[str, dict[str, float]]:

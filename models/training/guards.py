@@ -26,8 +26,26 @@ CLIP_FLOOR = float(-np.log(np.float32(1.0) - np.float32(EPSILON)))  # 1.1920929e
 EXPLODING_LOSS = 10 * float(np.log(N_CLASSES))
 
 
+def one_hot_rows(labels: np.ndarray) -> np.ndarray:
+    """For a [n, 3] label array, which rows are exactly one-hot (one 1, the rest 0)."""
+    labels = np.asarray(labels)
+    return np.isin(labels, (0, 1)).all(axis=1) & (labels.sum(axis=1) == 1)
+
+
+def class_ids(labels: np.ndarray) -> np.ndarray:
+    """Labels as int8 class ids 0..2: one-hot rows become their column, any other row -1
+    (unlabelled); 1-D labels are returned as they are. Training uses ids (sparse cross-entropy)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        return labels
+    if labels.shape[1] != N_CLASSES:
+        raise ValueError(f"one-hot labels need {N_CLASSES} columns, got shape {labels.shape}")
+    return np.where(one_hot_rows(labels), labels.argmax(axis=1), -1).astype(np.int8)
+
+
 def check_labels(labels: np.ndarray, split: str = "train") -> list[Diagnosis]:
-    """Labels must be integer class ids 0..2 (or exactly one-hot rows over 3 classes)."""
+    """Labels must be integer class ids 0..2 (or exactly one-hot rows over 3 classes), every class
+    present."""
     labels = np.asarray(labels)
     if labels.ndim == 2:
         values_ok = np.isin(labels, (0, 1)).all()
@@ -45,7 +63,7 @@ def check_labels(labels: np.ndarray, split: str = "train") -> list[Diagnosis]:
                     {"shape": list(labels.shape), "bad_rows": bad_rows},
                 )
             ]
-        return []
+        return check_labels(labels.argmax(axis=1), split)  # the same class checks as ids get
     if labels.ndim != 1:
         return [
             Diagnosis(
@@ -173,19 +191,30 @@ def check_constant_features(
     return out
 
 
-def check_stateful(sizes: dict[str, int], batch_size: int) -> list[Diagnosis]:
-    """Stateful layers carry state from one batch to the next: every split must fill whole batches."""
-    misaligned = {s: n for s, n in sizes.items() if n % batch_size}
-    if not misaligned:
+def check_stateful(stateful: bool) -> list[Diagnosis]:
+    """Stateful LSTM layers are refused: nothing here gives their carried state a meaning.
+
+    Each window is a complete input sequence, and consecutive batches hold overlapping windows
+    in ticker-then-date order, so sample i of one batch is not the continuation of sample i of
+    the batch before (it starts `batch_size` sessions later, or in another ticker). The state a
+    stateful layer carries over is then noise in training, and a served stateful model answers
+    the same window differently depending on what it predicted before (Keras never resets that
+    state by itself) and on how much history it was given. Resetting it on every batch would make
+    it a stateless model with a fixed batch size.
+    """
+    if not stateful:
         return []
     return [
         Diagnosis(
-            "stateful-misaligned",
-            f"Stateful LSTM layers need every split's window count to divide the batch size "
-            f"{batch_size}; {', '.join(f'{s} has {n}' for s, n in misaligned.items())}. A partial "
-            "batch would carry state into the wrong windows.",
-            "Use stateless layers (the default), or choose a batch size dividing every split size.",
-            {"sizes": sizes, "batch_size": batch_size},
+            "stateful-unsupported",
+            "model.stateful is set, but stateful LSTM layers carry each batch's final state into "
+            "the next batch, and here every window is a whole sequence of its own while "
+            "consecutive batches hold overlapping windows of other days or tickers: the carried "
+            "state is noise, and a served stateful model answers the same window differently "
+            "from one call to the next.",
+            "Set model.stateful to false (the default): each window already holds every session "
+            "the model sees; lengthen window.length for a longer memory.",
+            {"stateful": True},
         )
     ]
 

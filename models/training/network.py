@@ -52,15 +52,3 @@ def compile_model(model: keras.Model, model_config: ModelConfig, training: Train
         ),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-
-
-def reset_states(model: keras.Model) -> None:
-    """Forget the state stateful layers carried over (at each epoch start)."""
-    for layer in model.layers:
-        if getattr(layer, "stateful", False):
-            layer.reset_state()
-
-
-class ResetStates(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        reset_states(self.model)

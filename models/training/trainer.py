@@ -23,7 +23,7 @@ from models.dataset.normalization import read_stats
 from models.dataset.windows import SplitRanges, gather
 from models.diagnosis import Diagnosis, GuardFailure
 from models.training import guards
-from models.training.network import ResetStates, build_model, compile_model
+from models.training.network import build_model, compile_model
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -169,7 +169,9 @@ def train(
     are returned in `TrainResult.diagnoses`; a fatal one means the model must not be promoted.
 
     Args:
-        labels_override: Replaces the dataset's labels (how tests inject broken labels).
+        labels_override: Replaces the dataset's labels, one per row of the feature matrix: class
+            ids 0..2 (-1 unlabelled) or one-hot rows over the 3 classes (all-zero unlabelled).
+            Checked like the dataset's own (how tests inject broken labels).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,12 @@ def train(
     stats = read_stats(dataset.stats_path)
     audit_leakage(arrays, SplitRanges.from_dict(dataset.splits), stats, config)  # raises on leakage
     matrix = normalized_matrix(dataset, arrays, stats)
-    labels = arrays.labels if labels_override is None else labels_override
+    labels = arrays.labels if labels_override is None else np.asarray(labels_override)
+    if len(labels) != len(arrays.labels):
+        raise ValueError(
+            f"labels_override has {len(labels)} rows; the dataset has {len(arrays.labels)} "
+            "(one label per row of the feature matrix, -1 where unlabelled)"
+        )
     w, bs = config.window.length, config.training.batch_size
     ends = arrays.ends
 
@@ -191,8 +198,14 @@ def train(
     flags = guards.check_constant_features(
         arrays.matrix[used], is_train, dataset.features, stats.std_replaced
     )
-    if config.model.stateful:
-        flags += guards.check_stateful({s: len(e) for s, e in ends.items()}, bs)
+    flags += guards.check_stateful(config.model.stateful)
+    if labels_override is not None and not guards.check_labels(labels[ends["train"]]):
+        # An override replaces validation labels too; class presence is only required of train.
+        flags += [
+            d
+            for d in guards.check_labels(labels[ends["validation"]], "validation")
+            if d.code != "class-missing"
+        ]
     diagnoses = preflight(
         model,
         matrix[used],
@@ -204,6 +217,7 @@ def train(
     )
     for d in diagnoses:
         log(f"preflight flag: {d}")
+    labels = guards.class_ids(labels)  # one-hot rows (checked above) -> ids, what the loss takes
 
     class_weight = balanced_class_weight(labels[ends["train"]]) if config.training.class_weights else None
     train_batches = window_dataset(
@@ -218,8 +232,6 @@ def train(
     )
     val_batches = window_dataset(matrix, ends["validation"], labels, w, bs)
     probe = ends["validation"][:: max(1, len(ends["validation"]) // 2048)]
-    if config.model.stateful:
-        probe = ends["validation"][: bs * max(1, min(len(ends["validation"]) // bs, 2048 // bs))]
     guard = guards.GuardCallback(gather(matrix, probe, w), log=log)
     callbacks = [
         guard,
@@ -230,7 +242,6 @@ def train(
             restore_best_weights=True,
         ),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
-        *([ResetStates()] if config.model.stateful else []),
     ]
     started = time.perf_counter()
     history = model.fit(
@@ -238,7 +249,7 @@ def train(
         validation_data=val_batches,
         epochs=config.training.epochs,
         callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself each epoch (unless stateful)
+        shuffle=False,  # the dataset reshuffles itself each epoch
         verbose=0,
     )
     seconds = time.perf_counter() - started

@@ -1,5 +1,7 @@
 """Normalization stats from the train split only, the leakage audit, and the label contract."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -92,6 +94,58 @@ def test_stats_fitted_over_all_rows_are_rejected_by_the_audit(built):
     with pytest.raises(GuardFailure, match="beyond the train split") as err:
         ds_audit.audit_leakage(arrays, SplitRanges.from_dict(info.splits), leaky, config)
     assert err.value.codes == ["leakage"]
+
+
+def leaky_but_labelled_train_only(arrays, info, features, forge_count: bool, tickers=None):
+    """Stats fitted on every row whose metadata claims the train range (and, forged, its row count)."""
+    leaky = fit_normalization(
+        arrays.matrix,
+        features,
+        {"fit_start": info.splits["train"][0], "fit_end": info.splits["train"][1]},
+        tickers,
+    )
+    if forge_count:
+        lo, hi = (np.datetime64(d, "ns") for d in info.splits["train"])
+        leaky = dataclasses.replace(leaky, count=int(((arrays.dates >= lo) & (arrays.dates <= hi)).sum()))
+    return leaky
+
+
+def test_stats_claiming_the_train_range_are_checked_against_its_rows(built):
+    """Stats fitted on all rows but labelled train-only used to pass: the audit trusted the label."""
+    config, prices, info = built
+    arrays = ds_arrays.load_arrays(info.path)
+    ranges = SplitRanges.from_dict(info.splits)
+    honest = read_stats(info.stats_path)
+    assert ds_audit.audit_leakage(arrays, ranges, honest, config)["stats_recomputed"] is True
+
+    leaky = leaky_but_labelled_train_only(arrays, info, config.features.names, forge_count=False)
+    with pytest.raises(GuardFailure, match=rf"say they were fitted on {len(arrays.dates)} rows dated") as err:
+        ds_audit.audit_leakage(arrays, ranges, leaky, config)
+    assert err.value.codes == ["leakage"] and "fitted on other rows than they claim" in str(err.value)
+
+    forged = leaky_but_labelled_train_only(arrays, info, config.features.names, forge_count=True)
+    with pytest.raises(GuardFailure, match="do not match the rows they claim") as err:
+        ds_audit.audit_leakage(arrays, ranges, forged, config)
+    assert "recomputed on those rows" in str(err.value) and "leaks validation and test" in str(err.value)
+
+    # Beyond the tolerance, by a hair: one mean off by 1e-4 standard deviations.
+    nudged = dataclasses.replace(
+        honest, mean=honest.mean + 1e-4 * honest.std * (np.arange(len(honest.mean)) == 2)
+    )
+    with pytest.raises(GuardFailure, match=f"feature '{config.features.names[2]}'"):
+        ds_audit.audit_leakage(arrays, ranges, nudged, config)
+
+
+def test_per_ticker_stats_are_checked_against_each_tickers_rows(tmp_path):
+    config = tiny_config(features={"normalization": "per_ticker"})
+    info = ds_build.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+    arrays = ds_arrays.load_arrays(info.path)
+    ranges = SplitRanges.from_dict(info.splits)
+    assert ds_audit.audit_leakage(arrays, ranges, read_stats(info.stats_path), config)["stats_recomputed"]
+    tickers = np.asarray(info.tickers)[arrays.ticker_ids]
+    forged = leaky_but_labelled_train_only(arrays, info, config.features.names, True, tickers)
+    with pytest.raises(GuardFailure, match=r"do not match the rows they claim \(.*\) for AAA"):
+        ds_audit.audit_leakage(arrays, ranges, forged, config)
 
 
 def test_degenerate_labels_fail_the_contract(tmp_path):

@@ -99,8 +99,26 @@ CONFIG_FAULTS = {
     ),
     "purge 0": ({"split": {"purge_sessions": 0}}, "dataset", "leakage"),
     "theta so large every label is range_bound": ({"labels": {"theta": 0.5}}, "dataset", "class-missing"),
-    "stateful with misaligned batches": ({"model": {"stateful": True}}, "preflight", "stateful-misaligned"),
+    "stateful layers": ({"model": {"stateful": True}}, "preflight", "stateful-unsupported"),
+    # Batches that divide every split used to train with shuffled batches and be promoted.
+    "stateful layers, batches dividing every split": (
+        {"model": {"stateful": True}, "training": {"batch_size": 4, "epochs": 1}},
+        "preflight",
+        "stateful-unsupported",
+    ),
 }
+
+
+def stats_over_all_rows_labelled_train_only(info):
+    """The fit range in the metadata says train; the numbers come from every row."""
+    arrays = load_arrays(info.path)
+    leaky = fit_normalization(
+        arrays.matrix,
+        info.features,
+        {"fit_start": info.splits["train"][0], "fit_end": info.splits["train"][1]},
+    )
+    write_stats(leaky, info.stats_path)
+
 
 INJECTED_FAULTS = {
     "labels all one class": (labels_all_one_class, "preflight", "class-missing"),
@@ -109,6 +127,11 @@ INJECTED_FAULTS = {
     "labels scaled with the features": (labels_scaled_with_features, "preflight", "labels-not-class-ids"),
     "NaN in features": (nan_in_features, "preflight", "non-finite-input"),
     "stats fitted over all rows": (stats_over_all_rows, "preflight", "leakage"),
+    "stats fitted over all rows, labelled train-only": (
+        stats_over_all_rows_labelled_train_only,
+        "preflight",
+        "leakage",
+    ),
 }
 
 
@@ -166,11 +189,19 @@ def test_feature_constant_everywhere_is_only_flagged(home, monkeypatch):
     assert "non-finite" not in outcome["codes"]
 
 
-def test_stateful_with_aligned_batches_trains(home):
-    config = tiny_config(model={"stateful": True}, training={"batch_size": 4, "epochs": 1})
-    outcome = run_without_prefect(config, home)
-    assert outcome["stage"] == "published", outcome
-    assert not any(d["fatal"] for d in outcome["manifest"]["diagnoses"])
+def test_correct_one_hot_labels_train_like_class_ids(home):
+    """One-hot labels through the Python API used to pass the check, then crash in training."""
+
+    def one_hot(info):
+        labels = train_labels_of(info)
+        encoded = np.eye(3, dtype=np.float32)[np.clip(labels, 0, 2)]
+        encoded[labels < 0] = 0.0  # unlabelled rows: all zero
+        return encoded
+
+    outcome = run_without_prefect(tiny_config(), home / "one-hot", inject=one_hot)
+    plain = run_without_prefect(tiny_config(), home / "ids")
+    assert outcome["stage"] == plain["stage"] == "published", outcome
+    assert outcome["manifest"]["training"]["history"] == plain["manifest"]["training"]["history"]
 
 
 def test_positive_control_and_noise(tmp_path):

@@ -71,6 +71,7 @@ def test_frozen_weights_are_flagged(model):
         (np.array([[1, 0, 0], [0, 0, 0], [0, 1, 0]]), "labels-not-one-hot"),
         (np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0]]), "labels-not-one-hot"),
         (np.array([[0.0], [1.0]]), "labels-not-one-hot"),
+        (np.eye(3)[[0, 1, 1]], "class-missing"),  # one-hot, but no 'up' window
     ],
 )
 def test_label_checks(labels, code):
@@ -104,3 +105,27 @@ def test_non_finite_input_names_feature_and_date():
     dates = np.array(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"], dtype="datetime64[ns]")
     (d,) = guards.check_inputs(matrix, ("a", "b"), dates)
     assert d.code == "non-finite-input" and "'b' on 2024-01-04" in d.message
+
+
+def test_one_hot_rows_become_class_ids_and_other_rows_unlabelled():
+    labels = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(guards.class_ids(labels), [2, 0, -1, 1, -1])
+    ids = np.array([0, 2, -1], dtype=np.int8)
+    assert guards.class_ids(ids) is ids
+    with pytest.raises(ValueError, match="need 3 columns"):
+        guards.class_ids(np.zeros((2, 4)))
+
+
+def test_stateful_layers_are_refused_with_the_reason():
+    (d,) = guards.check_stateful(True)
+    assert d.code == "stateful-unsupported" and d.fatal and "model.stateful to false" in d.suggestion
+    assert guards.check_stateful(False) == []
+
+
+def test_why_stateful_is_refused_a_stateful_model_answers_the_same_input_differently():
+    """The served model's answer depends on what it was asked before: Keras never resets the state."""
+    model = build_model(ModelConfig(lstm_units=(4,), stateful=True), window=5, n_features=2, batch_size=8)
+    x = np.random.default_rng(3).normal(size=(8, 5, 2)).astype("float32")
+    first = model.predict(x, verbose=0, batch_size=8)
+    second = model.predict(x, verbose=0, batch_size=8)
+    assert np.abs(first - second).max() > 1e-4
