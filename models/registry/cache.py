@@ -96,8 +96,8 @@ class BundleCache:
             label: How errors name the bundle (`updown/7`).
             download: `download(name, target)` writes the bundle file `name` to `target` (a new
                 file inside a fresh temporary folder).
-            reuse: False downloads afresh (to check the stored objects, not only a copy of them)
-                and replaces the cached copy.
+            reuse: False downloads and checks the stored objects even when a copy is cached (a
+                damaged cached copy is then replaced by the new one).
 
         Raises:
             RegistryError: a downloaded file does not match the manifest.
@@ -120,13 +120,18 @@ class BundleCache:
                 download(name, inside(tmp, name))
             inside(tmp, MANIFEST).write_bytes(raw_manifest)
             files = verify_folder(tmp, manifest, label)
-            if not reuse:
-                self._discard(entry)
             try:
                 os.rename(tmp, entry)
-            except OSError:  # another process renamed its copy first: use that one
-                shutil.rmtree(tmp, ignore_errors=True)
-                files = self._check(entry, key, manifest, label)
+            except OSError:
+                # A copy is already there (another process, or `reuse=False`): keep it if it is
+                # intact, since a reader may be loading it; it holds the same bytes as ours.
+                try:
+                    files = self._check(entry, key, manifest, label)
+                except (RegistryError, OSError):
+                    self._discard(entry)
+                    os.rename(tmp, entry)
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
