@@ -20,7 +20,7 @@ deletes a version: an unverifiable or unexpected entry stays for a person to ins
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models.registry.bundle import ALIASES, RegistryError, parse_aliases, salvage_aliases
 from models.registry.local import Registry
@@ -48,14 +48,14 @@ class Finding:
 class Report:
     models: int = 0
     versions: int = 0
-    findings: list[Finding] | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def left(self) -> list[Finding]:
-        return [f for f in self.findings or [] if f.fixed is None]
+        return [f for f in self.findings if f.fixed is None]
 
     def summary(self, root: str, fix: bool) -> str:
-        found = self.findings or []
+        found = self.findings
         head = f"{self.models} model(s), {self.versions} version(s) checked in {root}: "
         if not found:
             return head + "no problems"
@@ -70,7 +70,7 @@ class Report:
 def doctor(registry: Registry, model: str | None = None, fix: bool = False) -> Report:
     """Check one model (or every model) of `registry`; repair what can be repaired when `fix`."""
     names = [registry.require_model(model)] if model else registry.models()
-    report = Report(findings=[])
+    report = Report()
     for name in names:
         lock = registry._locked(name) if fix else contextlib.nullcontext()
         with lock:
@@ -108,17 +108,14 @@ def _diagnose(registry: Registry, model: str, fix: bool) -> tuple[int, list[Find
 
     raw = registry._aliases_raw(model)
     where = registry._aliases_location(model)
-    table_finding = None
+    table_finding, lost = None, []
     try:
         table = parse_aliases(raw, where, registry.repair_command(model)) if raw is not None else {}
     except RegistryError as err:
-        table, dropped = salvage_aliases(raw)
+        table, lost = salvage_aliases(raw)
         detail = _strip(str(err), f"{where}: ").split("; repair it with")[0]
         table_finding = Finding(f"{model}/{ALIASES}", "invalid", detail, True)
         findings.append(table_finding)
-        lost = dropped
-    else:
-        lost = []
 
     repaired = dict(table)
     alias_findings = []

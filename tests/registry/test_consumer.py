@@ -291,26 +291,43 @@ def test_s3_round_trip_with_smoke_test_predictor_and_cli(run, s3_endpoint, tmp_p
     assert listing.stdout.splitlines()[1].split()[:2] == ["1", "promoted"], listing.stderr
 
 
-def test_a_stateful_model_is_refused_at_publish_and_at_load(run, tmp_path):
-    """A stateful model's answer to a window depends on earlier calls (0.02 apart on two identical
-    calls, before this was refused): the smoke test rejects it and consumers cannot load it."""
+def stateful_model_file(run, tmp_path) -> Path:
+    """A model like the run's, with stateful LSTM layers (what `model.stateful` used to train)."""
     from models.config import ModelConfig
     from models.training.network import build_model
 
     config, info = run["config"], run["info"]
-    stateful = build_model(
+    model = build_model(
         ModelConfig(lstm_units=(8,), stateful=True), config.window.length, len(info.features), 8
     )
     path = tmp_path / "model.keras"
-    stateful.save(path)
+    model.save(path)
+    return path
+
+
+def test_consumers_cannot_load_a_stateful_model(run, tmp_path):
+    """A stateful model's answer to a window depends on earlier calls (0.02 apart on two identical
+    calls, before this was refused)."""
+    registry = Registry(tmp_path / "registry")
+    files = {
+        "model.keras": stateful_model_file(run, tmp_path),
+        "stats.parquet": run["info"].stats_path,
+    }
+    bundle = registry.add_version("updown", files, {**run["manifest"], "gate": PASSED_GATE})
+    with pytest.raises(RegistryError, match=rf"{bundle}: model.keras has stateful layers \(lstm_0\)"):
+        registry.load_predictor(str(bundle))
+
+
+@pytest.mark.slow
+def test_the_smoke_test_rejects_a_stateful_model(run, tmp_path):
     root = tmp_path / "registry"
     shutil.copytree(run["registry"].root, root)
     registry = Registry(root)
     bundle, manifest = publish_run(
         registry,
-        config,
-        info,
-        {**run["trained"].as_dict(), "model_path": str(path)},
+        run["config"],
+        run["info"],
+        {**run["trained"].as_dict(), "model_path": str(stateful_model_file(run, tmp_path))},
         run["evaluation"],
         SOURCE,
         None,
@@ -320,5 +337,3 @@ def test_a_stateful_model_is_refused_at_publish_and_at_load(run, tmp_path):
     assert manifest["gate"]["verdict"] == "rejected"
     assert "model.keras has stateful layers (lstm_0)" in manifest["gate"]["reasons"][-1]
     assert registry.aliases("updown")["champion"] == 1
-    with pytest.raises(RegistryError, match=rf"{bundle}: model.keras has stateful layers"):
-        registry.load_predictor(str(bundle))
