@@ -19,25 +19,27 @@ import pyarrow.parquet as pq
 from bench.common import END, market, median_time, print_table, row
 from models.config import PipelineConfig
 from models.dataset.build import build_dataset
-from models.prices import store
+from models.prices import sources, store
 from models.prices.freshness import stored_prices
+
+LABEL = sources.source_label(PipelineConfig().source)  # what the dataset build reads back
 
 
 def write_store(home: Path, tickers: int, years: int) -> list[str]:
     fetched = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     for ticker, frame in market(tickers, years).items():
-        store.upsert(home, ticker, frame, "sample", fetched)
-    return sorted(p.stem for p in (home / "prices").glob("*.parquet"))
+        store.upsert(home, ticker, frame, LABEL, fetched)
+    return sorted(p.stem for p in store.namespace(home, LABEL).glob("*.parquet"))
 
 
 def project(home: Path, names: list[str], out: Path, config: PipelineConfig) -> None:
-    prices = stored_prices(home, names, config.source.start, END)
+    prices = stored_prices(config.source, home, names, END)
     build_dataset(prices, config, out, {"kind": "sample"})
 
 
 def floor(home: Path, names: list[str]) -> None:
     columns = ["open", "high", "low", "close", "adj_close", "volume"]
-    tables = [pq.read_table(home / "prices" / f"{t}.parquet", columns=columns) for t in names]
+    tables = [pq.read_table(store.price_path(home, t, source=LABEL), columns=columns) for t in names]
     matrix = np.concatenate(
         [np.column_stack([t.column(c).to_numpy().astype(np.float64) for c in columns]) for t in tables]
     )

@@ -28,7 +28,7 @@ def run(config: PipelineConfig, home: Path) -> dict:
     end = ingest.resolve_end(config.source)
     for ticker in config.source.tickers:
         ingest.ingest_ticker(config.source, ticker, home, end)
-    prices = stored_prices(home, list(config.source.tickers), config.source.start, end)
+    prices = stored_prices(config.source, home, list(config.source.tickers), end)
     info = build_dataset(prices, config, run_dir / "dataset", sources.describe(config.source))
     result = train(info, config, run_dir / "training", log=lambda _m: None)
     registry = Registry(home / "registry")
@@ -45,7 +45,8 @@ def run(config: PipelineConfig, home: Path) -> dict:
         champion.version if champion else None,
     )
     smoke_prices = smoke.write_smoke_prices(
-        {t: store.read_prices(home, t) for t in info.tickers}, run_dir / "publish" / "smoke_prices.parquet"
+        {t: store.read_prices(home, t, source=sources.source_label(config.source)) for t in info.tickers},
+        run_dir / "publish" / "smoke_prices.parquet",
     )
     bundle, manifest = publish_run(
         registry,

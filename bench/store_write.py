@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             upserts.append(time.perf_counter() - started)
             started = time.perf_counter()
             for ticker, table in tables.items():
-                store.write_atomic(table, store.price_path(home, ticker))
+                store.write_atomic(table, store.price_path(home, ticker, source="sample"))
             rewrites.append(time.perf_counter() - started)
     ours, theirs = sorted(upserts)[len(upserts) // 2], sorted(rewrites)[len(rewrites) // 2]
     rows = [

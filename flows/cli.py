@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from flows.common import quiet_tensorflow
-from models.config import PipelineConfig, SourceConfig
-from models.errors import ModelRejected
+from models.config import DEFAULT_START, PipelineConfig, SourceConfig
+from models.errors import ModelRejected, RejectedBefore
 
 RETRAIN_HELP = """The nightly `retrain` flow: ingest -> dataset -> guarded training -> evaluation -> publish.
 
@@ -26,17 +26,26 @@ Examples:
     python -m flows.retrain --force                          # retrain although nothing changed
     python -m flows.retrain --task-runner dask --dask-address tcp://scheduler:8786
 
+Data: from --start (default 2016-01-04) to --end (default: the last closed session). A wider start
+backfills the store; a narrower one trains on the stored subset. Prices of each source are stored
+apart (<home>/prices/<source>/), so --variant noise never trains on stored signal prices.
+Historical mode: history that ends in the past (a research data set) is read with --end set to its
+last day; without it, a ticker whose newest price is older than the last closed session is stale.
+
 Without PREFECT_API_URL, Prefect starts a temporary local API for the run.
-A run whose data and config equal the champion's trains nothing and says so (see --force).
-Exit status: 0 promoted or nothing to do, 1 rejected or failed.
+A run whose data and config equal the champion's trains nothing and says so; one whose data and
+config equal a rejected version's trains nothing and fails (both: see --force).
+Exit status: 0 promoted or nothing to do, 1 rejected (now, or before on exactly this data) or failed.
 """
 
 INGEST_HELP = """The `ingest` flow: fetch the universe's daily prices into the Parquet store.
 
 python -m flows.ingest --source sample --tickers AAA,BBB
-python -m flows.ingest --source yfinance --tickers AAPL,MSFT --start 2015-01-02
-python -m flows.ingest --source folder --folder ./csv --tickers ACME
+python -m flows.ingest --source yfinance --tickers AAPL,MSFT --start 2015-01-02   # backfills to 2015
+python -m flows.ingest --source folder --folder ./csv --tickers ACME --end 2019-12-31   # history that ends
 python -m flows.ingest --source sample --task-runner dask      # per-ticker work on a local Dask cluster
+
+Prices land in <home>/prices/<source key>/<TICKER>.parquet, one folder per source.
 """
 
 
@@ -48,8 +57,17 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="price source (default: sample, the synthetic market, or the --config file's)",
     )
     g.add_argument("--tickers", help="comma-separated universe, e.g. AAA,BBB or SPY,QQQ")
-    g.add_argument("--start", type=dt.date.fromisoformat, help="first date, YYYY-MM-DD")
-    g.add_argument("--end", type=dt.date.fromisoformat, help="last date (default: last closed session)")
+    g.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        help=f"first date, YYYY-MM-DD (default {DEFAULT_START}); a wider start backfills the store",
+    )
+    g.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        help="last date (default: the last closed session); set it to train as of a past day "
+        "(historical mode, for history that ends in the past)",
+    )
     g.add_argument("--folder", help="for --source folder: directory of <TICKER>.csv|parquet")
     g.add_argument("--variant", choices=["signal", "noise"], help="sample market variant (default signal)")
     g.add_argument("--seed", type=int, help="sample market seed")
@@ -93,18 +111,30 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def print_summary(summary: dict) -> None:
+    from models.registry.report import data_lines  # the same words as report.md
+
     m = summary["metrics"]
+    data = data_lines(summary.get("data") or {})
     print()
     print(f"{'bundle:':<13}{summary['path']}")
     print(f"{'version:':<13}{summary['model']}/{summary['version']}")
     if summary.get("synthetic_data"):
         print(f"{'data:':<13}SYNTHETIC sample market (not real prices)")
+    for topic, text in data[:1]:  # the range and tickers used
+        print(f"{topic + ':':<13}{text}")
     print(f"{'test:':<13}accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}")
     for name, b in summary["baselines"].items():  # majority first
         print(f"{name + ':':<13}accuracy {b['accuracy']:.4f}  balanced accuracy {b['balanced_accuracy']:.4f}")
     print(f"{'verdict:':<13}{summary['verdict'].upper()}")
     for reason in summary.get("reasons", []):
         print(f"  - {reason}")
+    for topic, text in data[1:]:  # dropped tickers and the data's age: last, where they are seen
+        print(f"{topic + ':':<13}{text}")
+
+
+def print_quarantined(quarantined: dict[str, str]) -> None:
+    for why in quarantined.values():  # each reason names its ticker
+        print(f"{'dropped:':<13}{why}")
 
 
 def build_retrain_parser() -> argparse.ArgumentParser:
@@ -124,7 +154,10 @@ def build_retrain_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
     g = parser.add_argument_group("run")
     g.add_argument(
-        "--force", action="store_true", help="retrain even when nothing changed since the champion"
+        "--force",
+        action="store_true",
+        help="retrain even when the data and config equal the champion's or a rejected version's, "
+        "and read every ticker's source again instead of replaying the ingest cache",
     )
     g.add_argument(
         "--skip-if-no-session",
@@ -161,12 +194,15 @@ def retrain_main(argv: list[str] | None = None) -> int:
         summary = state.result()
         if summary["verdict"] == "skipped":
             print(f"\nnothing to do: {summary['reason']}.\n{FORCE_HINT}.")
+            print_quarantined(summary.get("quarantined") or {})
         else:
             print_summary(summary)
         return 0
     error = state.result(raise_on_failure=False)
     if isinstance(error, ModelRejected):
         print_summary(error.summary)
+    elif isinstance(error, RejectedBefore):
+        print(f"\nnothing trained: {error.reason}.\n{FORCE_HINT}.", file=sys.stderr)
     else:
         print(f"\nretrain failed: {error}", file=sys.stderr)
     return 1
@@ -194,8 +230,11 @@ def ingest_main(argv: list[str] | None = None) -> int:
         "--task-runner", choices=["thread", "dask"], default="thread", help="where per-ticker work runs"
     )
     parser.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://host:8786")
+    parser.add_argument(
+        "--force", action="store_true", help="read every ticker's source again (no ingest cache)"
+    )
     args = parser.parse_args(argv)
     on_runner = with_task_runner(ingest, args.task_runner, args.dask_address)
-    result = on_runner(source_from_args(args), args.home, args.max_failed_share)
+    result = on_runner(source_from_args(args), args.home, args.max_failed_share, force=args.force)
     print(json.dumps(result["records"], indent=2))
     return 0

@@ -21,28 +21,37 @@ from prefect.logging import get_run_logger
 from flows.common import resolve_home
 from models.config import SourceConfig
 from models.prices.ingest import IngestRecord
-from tasks.ingest import ingest_ticker, report_ingest, resolve_end
+from tasks.ingest import as_cached, failure_reason, ingest_ticker, report_ingest, resolve_end
 
 
 @flow(name="ingest")
 def ingest(
-    source: SourceConfig = SourceConfig(), home: str | None = None, max_failed_share: float = 0.2
+    source: SourceConfig = SourceConfig(),
+    home: str | None = None,
+    max_failed_share: float = 0.2,
+    force: bool = False,
 ) -> dict:
-    """Ingest every ticker of the universe; a failing ticker is quarantined, the rest proceed."""
+    """Ingest every ticker of the universe; a failing ticker is quarantined, the rest proceed.
+
+    A ticker whose store file this source already brought up to `end` is replayed from Prefect's
+    cache and reported `cached`; `force` reads every ticker's source again.
+    """
     home = resolve_home(home)
     end = resolve_end(source)
-    futures = ingest_ticker.map(unmapped(source), source.tickers, unmapped(home), unmapped(end))
+    fetch = ingest_ticker.with_options(refresh_cache=True) if force else ingest_ticker
+    futures = fetch.map(unmapped(source), source.tickers, unmapped(home), unmapped(end))
     by_id = {f.task_run_id: t for f, t in zip(futures, source.tickers, strict=True)}
     records = []
     logger = get_run_logger()
     for done, future in enumerate(as_completed(futures), start=1):
         ticker = by_id[future.task_run_id]
         outcome = future.result(raise_on_failure=False)
-        record = (
-            outcome
-            if isinstance(outcome, IngestRecord)
-            else IngestRecord(ticker, "quarantined", reason=str(outcome))
-        )
+        if not isinstance(outcome, IngestRecord):
+            record = IngestRecord(ticker, "quarantined", reason=failure_reason(ticker, outcome))
+        elif future.state.name == "Cached":
+            record = as_cached(outcome)
+        else:
+            record = outcome
         records.append(record)
         logger.info(
             "ingested %d/%d tickers: %s %s (+%d rows)",
@@ -52,5 +61,11 @@ def ingest(
             record.status,
             record.rows_added,
         )
-    tickers = report_ingest(source, sorted(records, key=lambda r: r.ticker), max_failed_share)
-    return {"tickers": tickers, "end": end.isoformat(), "records": [r.as_dict() for r in records]}
+    records = sorted(records, key=lambda r: r.ticker)
+    tickers = report_ingest(source, records, max_failed_share)
+    return {
+        "tickers": tickers,
+        "end": end.isoformat(),
+        "records": [r.as_dict() for r in records],
+        "quarantined": {r.ticker: r.reason for r in records if r.status == "quarantined"},
+    }

@@ -24,9 +24,16 @@ from prefect.runtime import flow_run
 from flows.common import resolve_home, resolve_registry, with_task_runner
 from flows.ingest import ingest
 from models.config import PipelineConfig
-from models.errors import ModelRejected
+from models.errors import ModelRejected, RejectedBefore
 from tasks.dataset import build_dataset
-from tasks.freshness import check_session, fingerprint_dataset, report_skip, unchanged_champion
+from tasks.freshness import (
+    check_full_universe,
+    check_session,
+    fingerprint_dataset,
+    rejected_before,
+    report_skip,
+    unchanged_champion,
+)
 from tasks.publish import publish
 from tasks.train import evaluate, train_model
 
@@ -49,8 +56,12 @@ def retrain(
     """Retrain the direction model on fresh prices and publish it; fails when it is rejected.
 
     Skips (and completes) when `skip_if_no_session` and no exchange session closed since the last
-    run, or when the champion was trained on exactly this data and config, unless `force`.
-    `now` pins the clock for the session check; `task_runner="dask"` fans ingest out on Dask.
+    run, or when the champion was trained on exactly this data and config, unless `force`. Fails
+    without training when a rejected version was trained on exactly this data and config (unless
+    `force`), and when ingest quarantined a ticker while `config.gate.require_full_universe` is on.
+    `force` also reads every ticker's source again instead of replaying the ingest cache.
+    `now` pins the clock for the session check and the data's age; `task_runner="dask"` fans ingest
+    out on Dask.
     """
     home = resolve_home(home)
     run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
@@ -59,8 +70,11 @@ def retrain(
         reason = check_session(config.source, home, now)
         if reason is not None:
             return {"verdict": "skipped", "reason": report_skip(reason, FORCE_HINT)}
-    ingested = with_task_runner(ingest, task_runner, dask_address)(config.source, home)
+    ingested = with_task_runner(ingest, task_runner, dask_address)(config.source, home, force=force)
     tickers, end = ingested["tickers"], dt.date.fromisoformat(ingested["end"])
+    quarantined = ingested["quarantined"]
+    if config.gate.require_full_universe:
+        check_full_universe(config, quarantined)
     # Before the dataset build and before TensorFlow is imported: a no-op nightly must stay cheap.
     fingerprint = fingerprint_dataset(config, home, tickers, end)
     unchanged = None if force else unchanged_champion(config, fingerprint, registry_root)
@@ -72,8 +86,15 @@ def retrain(
             "model": config.model.name,
             "version": unchanged,
             "fingerprint": fingerprint,
+            "quarantined": quarantined,
         }
-    info = build_dataset(config, home, tickers, end, run_dir)
+    rejected = None if force else rejected_before(config, fingerprint, registry_root)
+    if rejected is not None:
+        version, reasons = rejected
+        error = RejectedBefore(config.model.name, version, reasons, FORCE_HINT)
+        report_skip(error.reason, FORCE_HINT)
+        raise error
+    info = build_dataset(config, home, tickers, end, run_dir, quarantined, now)
     trained = train_model(info, config, run_dir)
     evaluation = evaluate(info, trained, config, registry_root)
     summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)

@@ -62,14 +62,23 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+DEFAULT_START = dt.date(2016, 1, 4)
+
+
 class SourceConfig(_Frozen):
     """Where prices come from and which tickers make up the universe."""
 
     kind: Literal["sample", "yfinance", "folder"] = "sample"
     tickers: tuple[str, ...] = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH")
-    start: dt.date = dt.date(2016, 1, 4)
+    start: dt.date = Field(
+        default=DEFAULT_START,
+        description="First date to load (default 2016-01-04). A wider start backfills the stored "
+        "history; a narrower one trains on the stored subset.",
+    )
     end: dt.date | None = Field(
-        default=None, description="Last session to load; None means the last closed session."
+        default=None,
+        description="Last session to load; None means the last closed session. Set it to train as "
+        "of a past day (historical mode, e.g. a data set that ends years ago).",
     )
     exchange: str = "XNYS"
     folder: str | None = Field(default=None, description="For kind=folder: <dir>/<TICKER>.csv|parquet")
@@ -84,6 +93,12 @@ class SourceConfig(_Frozen):
         ge=0,
         description="Relative adj_close difference on the overlap beyond which history counts as "
         "restated (a split or dividend adjustment) and is refetched in full.",
+    )
+    max_lag_sessions: int = Field(
+        default=0,
+        ge=0,
+        description="Sessions a ticker's newest price may lag the last session up to `end` before "
+        "the ticker counts as stale (quarantined), on a first ingest and every later one alike.",
     )
     max_daily_move: float = Field(
         default=0.5,
@@ -229,6 +244,12 @@ class GateConfig(_Frozen):
         default=0.01,
         ge=0,
         description="May lose at most this much balanced accuracy to the champion.",
+    )
+    require_full_universe: bool = Field(
+        default=False,
+        description="Refuse to train (before any training) when ingest quarantined a ticker of the "
+        "universe. Off by default: a run on the rest says which tickers it dropped and why in its "
+        "summary, report and manifest; the unattended nightly deployment turns it on.",
     )
 
 

@@ -13,3 +13,20 @@ class ModelRejected(RuntimeError):
             f"{summary['model']}/{summary['version']} was REJECTED and not promoted: {reasons} "
             f"(bundle kept for inspection at {summary['path']})"
         )
+
+
+class RejectedBefore(RuntimeError):
+    """This very data and configuration already gave a rejected version; nothing was trained."""
+
+    def __init__(self, model: str, version: int, reasons: list[str], hint: str):
+        self.model, self.version, self.reasons = model, version, reasons
+        because = "; ".join(reasons) or "no reason recorded"
+        self.reason = (
+            f"version {version} of {model} was rejected on exactly this data (same data, same config): "
+            f"{because}"
+        )
+        super().__init__(f"{self.reason}. Nothing was trained; {hint}")
+
+
+class IncompleteUniverse(RuntimeError):
+    """Ingest quarantined tickers and the run must train on the whole universe (nothing trained)."""

@@ -12,7 +12,8 @@ from prefect.logging import get_run_logger
 
 from models.config import PipelineConfig, SourceConfig
 from models.dataset.build import fingerprint
-from models.prices import freshness, sources
+from models.errors import IncompleteUniverse
+from models.prices import freshness, lineage, sources
 from models.registry import Registry, RegistryError
 
 
@@ -26,7 +27,7 @@ def check_session(source: SourceConfig, home: str, now: dt.datetime | None) -> s
 @task
 def fingerprint_dataset(config: PipelineConfig, home: str, tickers: list[str], end: dt.date) -> str:
     """The fingerprint of the dataset this run would build, from the stored prices (no build)."""
-    prices = freshness.stored_prices(Path(home), tickers, config.source.start, end)
+    prices = freshness.stored_prices(config.source, Path(home), tickers, end)
     return fingerprint(prices, config, sources.describe(config.source))
 
 
@@ -40,6 +41,28 @@ def unchanged_champion(config: PipelineConfig, fingerprint: str, registry_root: 
         return None
     manifest = registry.manifest(champion)
     return champion.version if freshness.unchanged_since(manifest, fingerprint, config) else None
+
+
+@task
+def rejected_before(
+    config: PipelineConfig, fingerprint: str, registry_root: str
+) -> tuple[int, list[str]] | None:
+    """The newest rejected version trained on this dataset with this config, and why it was rejected."""
+    registry = Registry(registry_root)
+    name = config.model.name
+    try:
+        manifests = [(v, registry.manifest(f"{name}/{v}")) for v in registry.versions(name)]
+    except RegistryError:
+        return None
+    return freshness.rejected_on_same_data(manifests, fingerprint, config)
+
+
+@task
+def check_full_universe(config: PipelineConfig, quarantined: dict[str, str]) -> None:
+    """With gate.require_full_universe, refuse (before any training) a run that lost tickers at ingest."""
+    refusal = lineage.incomplete_universe(config.source, quarantined)
+    if refusal is not None:
+        raise IncompleteUniverse(refusal)
 
 
 @task

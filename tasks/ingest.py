@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import os
+import re
 from pathlib import Path
 
 from prefect import Task, task
@@ -13,7 +17,7 @@ from prefect.logging import get_run_logger
 from prefect.states import State
 
 from models.config import SourceConfig
-from models.prices import ingest, sources
+from models.prices import ingest, sources, store
 from models.prices.ingest import IngestRecord
 
 
@@ -23,19 +27,35 @@ def retry_transient_only(task: Task, task_run: TaskRun, state: State) -> bool:
     return isinstance(error, sources.TransientSourceError)
 
 
-def ticker_session_key(context: TaskRunContext, parameters: dict) -> str:
-    """One cache entry per (source, ticker, last session, store): a retried run refetches nothing it stored."""
+def ticker_session_key(context: TaskRunContext, parameters: dict) -> str | None:
+    """A cache key over what is really stored: the source's identity, the ticker's store file and `end`.
+
+    The key holds the store file's inode, mtime and size, so a deleted, replaced or otherwise changed
+    file never matches an earlier run; with no file there is no key, and the ticker is always
+    ingested. It holds the whole source configuration (validation limits included) and, for a folder
+    source, the sha256 of the ticker's file, so a changed file is read again. An entry whose run
+    changed the file is therefore never found again: a cache hit means "this exact file was already
+    brought up to `end` from this exact source", and nothing new would be fetched.
+    """
     source: SourceConfig = parameters["source"]
-    return "-".join(
+    ticker, home = parameters["ticker"], parameters["home"]
+    label = sources.source_label(source)
+    try:
+        stat = os.stat(store.price_path(Path(home), ticker, source=label))
+        file = sources.source_file(source, ticker)
+    except (OSError, ValueError):
+        return None
+    identity = "|".join(
         (
-            "ingest",
-            sources.source_label(source),
-            source.start.isoformat(),
-            parameters["ticker"],
+            source.model_dump_json(exclude={"tickers"}),
+            label,
+            str(Path(home).resolve()),
             parameters["end"].isoformat(),
-            parameters["home"],
+            f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}",
+            "" if file is None else file["sha256"],
         )
     )
+    return f"ingest-{ticker}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
 
 
 @task(
@@ -69,11 +89,29 @@ def report_ingest(source: SourceConfig, records: list[IngestRecord], max_failed_
     )
     quarantined = [r for r in records if r.status == "quarantined"]
     if len(quarantined) > max_failed_share * len(records):
-        reasons = "; ".join(f"{r.ticker}: {r.reason}" for r in quarantined)
+        reasons = "; ".join(str(r.reason) for r in quarantined)  # each reason names its ticker
         raise RuntimeError(
             f"{len(quarantined)} of {len(records)} tickers failed to ingest "
             f"(more than {max_failed_share:.0%}): {reasons}"
         )
     if quarantined:
-        get_run_logger().warning("quarantined: %s", ", ".join(r.ticker for r in quarantined))
+        get_run_logger().warning("quarantined: %s", "; ".join(str(r.reason) for r in quarantined))
     return [r.ticker for r in records if r.status != "quarantined"]
+
+
+def failure_reason(ticker: str, error: BaseException | object) -> str:
+    """The error's message, naming the ticker once: most errors start with it already."""
+    message = str(error) or type(error).__name__
+    return message if re.match(rf"{re.escape(ticker)}[ :]", message) else f"{ticker}: {message}"
+
+
+def as_cached(record: IngestRecord) -> IngestRecord:
+    """A record replayed from the ingest cache, saying so: this run read and wrote nothing."""
+    return dataclasses.replace(
+        record,
+        status="cached",
+        rows_added=0,
+        fetched_from=None,
+        note="cached: this store file was already brought up to date from this unchanged source; "
+        "nothing was read (force=true reads again)",
+    )

@@ -31,7 +31,8 @@ def publish(
     registry = Registry(registry_root)
     smoke_prices = None
     if home is not None and config.registry.smoke_test:
-        prices = {t: store.read_prices(Path(home), t) for t in dataset.tickers}
+        label = sources.source_label(config.source)
+        prices = {t: store.read_prices(Path(home), t, source=label) for t in dataset.tickers}
         smoke_prices = smoke.write_smoke_prices(prices, Path(run_dir) / "publish" / "smoke_prices.parquet")
     bundle, manifest = publish_run(
         registry,
@@ -80,6 +81,7 @@ def publish(
         "metrics": _scores(manifest["metrics"]),
         "baselines": {name: _scores(b) for name, b in manifest["baselines"].items()},
         "synthetic_data": manifest["synthetic_data"],
+        "data": manifest.get("data") or {},
     }
 
 

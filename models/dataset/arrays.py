@@ -7,7 +7,7 @@ back with `load_arrays` and `load_info`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ class DatasetInfo:
     class_shares: dict[str, dict[str, float]]
     audit: dict[str, object]
     std_replaced: tuple[str, ...]
+    # The data actually used: per ticker first/last date and rows (+ the run's lineage, see
+    # models.prices.lineage.data_lineage); a manifest's `data` section.
+    data: dict[str, object] = field(default_factory=dict)
 
     @property
     def stats_path(self) -> Path:

@@ -29,13 +29,15 @@ from models.dataset.audit import audit_leakage, check_label_contract
 from models.dataset.features import feature_matrix
 from models.dataset.normalization import fit_normalization, read_stats, write_stats
 from models.dataset.windows import SPLITS, SplitRanges, chronological_split, window_ends
+from models.prices.lineage import used_rows
 from models.prices.store import PRICE_COLUMNS, PriceColumns
 
 
 def fingerprint(
     prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, source: dict
 ) -> str:
-    """Content hash of the price values used plus every setting that shapes the dataset."""
+    """Content hash of the price rows used (tickers, dates, values) plus every setting that shapes
+    the dataset. The requested start/end are not hashed: the rows they select are."""
     digest = hashlib.sha256()
     settings = {
         "source": source,
@@ -117,12 +119,22 @@ def train_rows(arrays: Arrays, ranges: SplitRanges) -> np.ndarray:
 
 
 def build_dataset(
-    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig, out_dir: Path, source: dict
+    prices: Mapping[str, pd.DataFrame | PriceColumns],
+    config: PipelineConfig,
+    out_dir: Path,
+    source: dict,
+    lineage: dict | None = None,
 ) -> DatasetInfo:
-    """Build, audit and write the dataset for one run into `out_dir`."""
+    """Build, audit and write the dataset for one run into `out_dir`.
+
+    `lineage` (models.prices.lineage.data_lineage) is recorded as `DatasetInfo.data`; the per-ticker
+    rows used are always computed here from `prices`, whatever the caller passed.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print_ = fingerprint(prices, config, source)
+    given = (lineage or {}).get("tickers", {})
+    used = {t: {**given.get(t, {}), **rows} for t, rows in used_rows(prices).items()}
     arrays, ranges, scale = assemble(prices, config)
     rows = train_rows(arrays, ranges)
     fit_dates = arrays.dates[rows]
@@ -176,6 +188,7 @@ def build_dataset(
         class_shares=shares,
         audit=audit,
         std_replaced=stats.std_replaced,
+        data={**(lineage or {}), "tickers": used},
     )
     (out_dir / INFO_FILE).write_text(json.dumps(info.as_dict(), indent=2, default=str))
     return info

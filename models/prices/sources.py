@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -63,6 +64,28 @@ def source_label(source: SourceConfig) -> str:
     if source.kind == "folder":
         return f"folder:{Path(source.folder or '').resolve()}"
     return "yfinance"
+
+
+def source_file(source: SourceConfig, ticker: str) -> dict[str, str] | None:
+    """For a folder source, the file `load` reads for `ticker` and its content's sha256; else None.
+
+    Part of the source's identity: the store records it, and a file whose hash changed is read again.
+    """
+    if source.kind != "folder":
+        return None
+    path = folder_file(Path(source.folder or ""), validate_ticker(ticker))
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
+
+
+def folder_file(folder: Path, ticker: str) -> Path | None:
+    """`<folder>/<TICKER>.parquet`, else `<folder>/<TICKER>.csv`, else None."""
+    return next((p for p in (folder / f"{ticker}.parquet", folder / f"{ticker}.csv") if p.exists()), None)
 
 
 def load(
@@ -138,10 +161,9 @@ def normalize_columns(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
 
 def read_folder_file(folder: Path, ticker: str) -> pd.DataFrame:
     """Read `<folder>/<TICKER>.parquet` or `.csv`; errors name the file, line and column."""
-    candidates = [folder / f"{ticker}.parquet", folder / f"{ticker}.csv"]
-    path = next((p for p in candidates if p.exists()), None)
+    path = folder_file(folder, ticker)
     if path is None:
-        raise SourceError(f"{ticker}: no {candidates[0].name} or {candidates[1].name} in {folder}")
+        raise SourceError(f"{ticker}: no {ticker}.parquet or {ticker}.csv in {folder}")
     try:
         raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as err:  # the reader's own message says what is wrong with the bytes

@@ -1,4 +1,21 @@
-"""The price store: one Parquet file per ticker under `<home>/prices/`, written atomically.
+"""The price store: one Parquet file per source and ticker, written atomically.
+
+Layout: `<home>/prices/<source-key>/<TICKER>.parquet`, where the source key is a readable name of
+the source that delivered the prices (`sample-signal-seed-7`, `yfinance`,
+`folder-<name>-<hash of its absolute path>`; see `source_key`). Prices from different sources
+therefore never share a file: a run reads only the namespace of the source it is configured with,
+and every write checks that the rows already there came from that same source (`SourceMismatchError`
+names both otherwise). Each namespace holds a `source.json` naming its source in full.
+
+Each file carries its lineage in the Parquet key-value metadata (`updown.store`): the source, the
+earliest start ever asked of it for this ticker (`asked_from`, so a wider start is backfilled once
+and a source with no earlier history is not asked again every night) and, for a folder source, the
+path and sha256 of the file the rows came from (so a changed file is read again).
+
+A store written before namespaces (`<home>/prices/<TICKER>.parquet`) is adopted ticker by ticker on
+its next ingest: a file whose rows all came from one source moves into that source's namespace; a
+file that mixes sources (or whose namespace already holds the ticker) is set aside, untouched, under
+`<home>/prices/_legacy/` and the ticker is fetched again. Nothing is deleted and nothing is mixed.
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a reader sees
 the old file or the new one, never a truncated one, and a failed fetch never removes stored rows.
@@ -7,7 +24,10 @@ the old file or the new one, never a truncated one, and a failed fetch never rem
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -67,6 +87,10 @@ class PriceValidationError(ValueError):
     """Prices that must not enter the store; the message names ticker, date and column."""
 
 
+class SourceMismatchError(ValueError):
+    """Prices of one source would be written where another source's prices are stored."""
+
+
 @dataclass(frozen=True)
 class ValidationRules:
     """The checks that need context beyond the frame itself; None switches a check off.
@@ -83,9 +107,127 @@ class ValidationRules:
     today: dt.date | None = None
 
 
-def price_path(home: Path, ticker: str) -> Path:
-    """Where the ticker's table lives; refuses a symbol that could escape `<home>/prices`."""
-    return Path(home) / "prices" / f"{validate_ticker(ticker)}.parquet"
+META_KEY = b"updown.store"
+NAMESPACE_FILE = "source.json"
+LEGACY_FOLDER = "_legacy"  # never a source key: keys start with a letter
+_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9\-]{0,80}$")
+
+
+def source_key(source: str) -> str:
+    """The readable folder name of a source's namespace, from its label (`sources.source_label`).
+
+    `sample:signal:seed=7` -> `sample-signal-seed-7`, `yfinance` -> `yfinance`,
+    `folder:/data/prices` -> `folder-prices-<first 10 hex of sha256 of the path>` (two folders with
+    the same name stay apart). Any other label becomes its lower-case slug plus a hash.
+    """
+    if source.startswith("folder:"):
+        path = source.removeprefix("folder:")
+        name = re.sub(r"[^a-z0-9]+", "-", Path(path).name.lower()).strip("-")[:40] or "root"
+        return f"folder-{name}-{hashlib.sha256(path.encode()).hexdigest()[:10]}"
+    slug = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")
+    if re.fullmatch(r"sample:(signal|noise):seed=\d+|yfinance", source):
+        return slug  # unique as it stands
+    return f"{slug[:60] or 'source'}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+
+
+def namespace(home: Path, source: str) -> Path:
+    """The folder holding the prices delivered by `source` (a label): `<home>/prices/<source key>`."""
+    key = source_key(source)
+    if not _KEY_PATTERN.fullmatch(key):  # a key never escapes <home>/prices
+        raise ValueError(f"source {source!r} gives an unusable store folder name {key!r}")
+    return Path(home) / "prices" / key
+
+
+def price_path(home: Path, ticker: str, *, source: str) -> Path:
+    """Where the ticker's table from `source` lives; refuses a symbol that could escape the store."""
+    return namespace(home, source) / f"{validate_ticker(ticker)}.parquet"
+
+
+def read_meta(home: Path, ticker: str, *, source: str) -> dict:
+    """The lineage recorded in the ticker's file (source, asked_from, source_file); {} when none."""
+    path = price_path(home, ticker, source=source)
+    if not path.exists():
+        return {}
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata[META_KEY]) if META_KEY in metadata else {}
+
+
+def _claim_namespace(home: Path, source: str) -> None:
+    """Create the source's folder with its `source.json`, or check that it belongs to `source`."""
+    folder = namespace(home, source)
+    marker = folder / NAMESPACE_FILE
+    if marker.exists():
+        owner = json.loads(marker.read_text()).get("source")
+        if owner != source:
+            raise SourceMismatchError(
+                f"the store folder {folder} holds prices from {owner!r}, not from {source!r}; "
+                "refusing to mix the two sources"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{NAMESPACE_FILE}.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"source": source, "key": folder.name}, fh, indent=2)
+    os.replace(tmp, marker)
+
+
+def check_source(home: Path, ticker: str, *, source: str) -> None:
+    """Raise SourceMismatchError when the ticker's file in the namespace of `source` holds rows of
+    another source (e.g. a file copied by hand): its recorded lineage decides, else its rows."""
+    path = price_path(home, ticker, source=source)
+    if not path.exists():
+        return
+    recorded = read_meta(home, ticker, source=source).get("source")
+    if recorded is not None:
+        if recorded != source:
+            raise SourceMismatchError(
+                f"{ticker}: {path} holds prices from {recorded!r}; refusing to use them as prices "
+                f"from {source!r}"
+            )
+        return
+    _check_same_source(ticker, pq.read_table(path, columns=["source"]).to_pandas(), source)
+
+
+def _check_same_source(ticker: str, stored: pd.DataFrame, source: str) -> None:
+    others = sorted(set(stored["source"].unique()) - {source}) if len(stored) else []
+    if others:
+        raise SourceMismatchError(
+            f"{ticker}: the store holds prices from {', '.join(map(repr, others))}; refusing to add "
+            f"prices from {source!r} to them"
+        )
+
+
+def adopt_legacy_file(home: Path, ticker: str) -> str | None:
+    """Move a pre-namespace `<home>/prices/<TICKER>.parquet` to where it belongs; say what was done.
+
+    The file's own `source` column decides: all rows from one source -> that source's namespace.
+    Rows from several sources, or a namespace that already holds the ticker -> the file is set
+    aside under `<home>/prices/_legacy/`, unread, so nothing is lost and nothing is mixed.
+
+    Returns:
+        A sentence for the ingest report, or None when there was no such file.
+    """
+    legacy = Path(home) / "prices" / f"{validate_ticker(ticker)}.parquet"
+    if not legacy.is_file():
+        return None
+    labels = sorted(set(pq.read_table(legacy, columns=["source"]).column("source").to_pylist()))
+    if len(labels) == 1:
+        target = price_path(home, ticker, source=labels[0])
+        if not target.exists():
+            _claim_namespace(home, labels[0])
+            os.replace(legacy, target)
+            _fsync_directory(target.parent)
+            return f"moved {legacy} (written before per-source folders) to {target}"
+        why = f"{target} already exists"
+    else:
+        why = f"it mixes prices from {', '.join(map(repr, labels)) or 'no source'}"
+    aside = Path(home) / "prices" / LEGACY_FOLDER / legacy.name
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while aside.exists():
+        aside, n = aside.with_name(f"{ticker}.{n}.parquet"), n + 1
+    os.replace(legacy, aside)
+    return f"set {legacy} aside as {aside}, unused: {why}"
 
 
 def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | None = None) -> None:
@@ -173,21 +315,21 @@ def session_gaps(exchange: str, dates: pd.Series) -> list[dt.date]:
     return [d.date() for d in expected.difference(days)]
 
 
-def read_prices(home: Path, ticker: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """The stored prices of one ticker (empty frame with the store's columns when none are stored).
+def read_prices(home: Path, ticker: str, *, source: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The prices of one ticker stored from `source` (an empty frame with the store's columns when none).
 
     `columns` limits the read (the dataset needs no `source`/`fetched_at`, and strings are slow).
     """
-    path = price_path(home, ticker)
+    path = price_path(home, ticker, source=source)
     if not path.exists():
         return PRICE_SCHEMA.empty_table().select(columns or PRICE_SCHEMA.names).to_pandas()
     return pq.read_table(path, schema=PRICE_SCHEMA, columns=columns).to_pandas()
 
 
-def read_columns(home: Path, ticker: str, start: dt.date, end: dt.date):
-    """One ticker's stored prices from `start` to `end` as numpy columns (no pandas: the dataset
-    build reads every ticker, and DataFrame conversion was a third of its read time)."""
-    path = price_path(home, ticker)
+def read_columns(home: Path, ticker: str, start: dt.date, end: dt.date, *, source: str):
+    """One ticker's prices stored from `source`, `start` to `end`, as numpy columns (no pandas: the
+    dataset build reads every ticker, and DataFrame conversion was a third of its read time)."""
+    path = price_path(home, ticker, source=source)
     lo, hi = pd.Timestamp(start).as_unit("ns"), pd.Timestamp(end).as_unit("ns")
     table = pq.read_table(
         path, columns=["date", *PRICE_COLUMNS], filters=[("date", ">=", lo), ("date", "<=", hi)]
@@ -198,12 +340,20 @@ def read_columns(home: Path, ticker: str, start: dt.date, end: dt.date):
     )
 
 
-def last_stored_date(home: Path, ticker: str) -> dt.date | None:
-    path = price_path(home, ticker)
+def stored_span(home: Path, ticker: str, *, source: str) -> tuple[dt.date, dt.date] | None:
+    """First and last stored date of the ticker from `source`, or None when nothing is stored."""
+    path = price_path(home, ticker, source=source)
     if not path.exists():
         return None
     dates = pq.read_table(path, columns=["date"]).column("date")
-    return None if len(dates) == 0 else pd.Timestamp(dates[-1].as_py()).date()
+    if len(dates) == 0:
+        return None
+    return pd.Timestamp(dates[0].as_py()).date(), pd.Timestamp(dates[-1].as_py()).date()
+
+
+def last_stored_date(home: Path, ticker: str, *, source: str) -> dt.date | None:
+    span = stored_span(home, ticker, source=source)
+    return None if span is None else span[1]
 
 
 def to_store_table(frame: pd.DataFrame, source: str, fetched_at: pd.Timestamp) -> pa.Table:
@@ -279,28 +429,37 @@ def upsert(
     source: str,
     fetched_at: pd.Timestamp,
     rules: ValidationRules | None = None,
+    meta: dict | None = None,
 ) -> tuple[Path, int]:
-    """Merge new rows into the ticker's file by date; returns (path, rows added or changed).
+    """Merge new rows into the ticker's file of `source` by date; returns (path, rows added or changed).
 
-    Rows whose values are unchanged keep their stored `fetched_at`, and a merge that changes nothing
-    does not rewrite the file, so an idempotent re-run leaves the store byte-for-byte as it was.
+    Rows whose values are unchanged keep their stored `fetched_at`, and a merge that changes neither
+    rows nor lineage (`meta`, see the module docstring) does not rewrite the file, so an idempotent
+    re-run leaves the store byte-for-byte as it was.
 
     Raises:
         PriceValidationError: the new rows, or the history they would make, break a rule; the
             stored file is left untouched.
+        SourceMismatchError: the file holds rows of another source.
     """
     validate_prices(ticker, frame, rules)
-    path = price_path(home, ticker)
+    path = price_path(home, ticker, source=source)
     new = to_store_table(frame, source, fetched_at).to_pandas()
-    old = read_prices(home, ticker)
+    old = read_prices(home, ticker, source=source)
+    _check_same_source(ticker, old, source)
     merged, changed = _merge(old, new)
+    lineage = {"source": source, **(meta or {})}
     if changed:
         # Stored rows were validated when written: check from the row before the first change on,
         # which covers order, duplicates and the one-day move across the seam.
         dates = merged["date"].to_numpy(dtype="datetime64[ns]")
         first = int(np.searchsorted(dates, new["date"].to_numpy(dtype="datetime64[ns]").min()))
         validate_prices(ticker, merged.iloc[max(first - 1, 0) :], rules)
-        write_atomic(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), path)
+    if changed or read_meta(home, ticker, source=source) != lineage:
+        _claim_namespace(home, source)
+        write_atomic(
+            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), lineage), path
+        )
     return path, changed
 
 
@@ -311,18 +470,30 @@ def replace_prices(
     source: str,
     fetched_at: pd.Timestamp,
     rules: ValidationRules | None = None,
+    meta: dict | None = None,
 ) -> tuple[Path, int]:
-    """Replace the ticker's whole history (after a restatement); returns (path, rows changed).
+    """Replace the ticker's whole history from `source` (after a restatement); returns (path, rows changed).
 
     Raises:
         PriceValidationError: the new history breaks a rule; the stored file is left untouched.
+        SourceMismatchError: the file holds rows of another source.
     """
     validate_prices(ticker, frame, rules)
-    path = price_path(home, ticker)
+    path = price_path(home, ticker, source=source)
     new = to_store_table(frame, source, fetched_at).to_pandas()
-    _, changed = _merge(read_prices(home, ticker), new)
-    write_atomic(pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False), path)
+    old = read_prices(home, ticker, source=source)
+    _check_same_source(ticker, old, source)
+    _, changed = _merge(old, new)
+    _claim_namespace(home, source)
+    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False)
+    write_atomic(_with_meta(table, {"source": source, **(meta or {})}), path)
     return path, changed
+
+
+def _with_meta(table: pa.Table, lineage: dict) -> pa.Table:
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), META_KEY: json.dumps(lineage, sort_keys=True).encode()}
+    )
 
 
 def restated_dates(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: float) -> list[dt.date]:

@@ -92,6 +92,9 @@ def build_manifest(
         "class_shares": dataset.class_shares,
         "leakage_audit": dataset.audit,
         "data_fingerprint": dataset.fingerprint,
+        # The data actually used (per-ticker first/last date and rows, drops, age), next to the
+        # config that asked for it: see models.prices.lineage.data_lineage.
+        "data": dataset.data,
         "config": config.model_dump(mode="json"),
         "training": training,
         "metrics": metrics,
@@ -124,6 +127,7 @@ def render_report(manifest: dict) -> str:
         ),
         f"- data fingerprint: `{manifest['data_fingerprint'][:16]}`",
         "",
+        *render_data(manifest.get("data") or {}),
         "## Class balance",
         "",
         "| split | " + " | ".join(CLASS_NAMES) + " |",
@@ -158,6 +162,48 @@ def render_report(manifest: dict) -> str:
         ]
     lines += ["", "![curves](curves.png)", "", "![confusion](confusion.png)", ""]
     return "\n".join(lines)
+
+
+def data_lines(data: dict) -> list[tuple[str, str]]:
+    """The data a run used as (topic, text) lines: range and tickers, each dropped ticker and why,
+    and the data's age when it ends before the last closed session (empty when unknown).
+
+    Shared by report.md and the command line's summary, so both say the same thing.
+    """
+    used = data.get("tickers") or {}
+    if not used:
+        return []
+    store = (data.get("store") or {}).get("key")
+    count = f"{len(used)} ticker{'s' if len(used) != 1 else ''}"
+    prices = f"{data.get('first_date')}..{data.get('last_date')}, {count}: {', '.join(used)}"
+    prices += f" (store {store})" if store else ""
+    if data.get("sessions_before_first"):
+        start = (data.get("asked") or {}).get("start")
+        prices += f"; asked from {start}: the source has nothing earlier"
+    lines = [("prices", prices)]
+    lines += [("dropped", why) for why in (data.get("quarantined") or {}).values()]  # each names its ticker
+    age, closed = data.get("age_sessions"), data.get("last_closed_session")
+    if age:
+        why = "as asked: end is set (historical mode)" if data.get("historical") else "the source lags"
+        lines.append(
+            (
+                "data age",
+                f"ends {data['last_date']}, {age} session(s) before the last closed session {closed} ({why})",
+            )
+        )
+    return lines
+
+
+def render_data(data: dict) -> list[str]:
+    """The report's "Data" section: what was used per ticker, what was dropped and why, the age."""
+    if not data.get("tickers"):
+        return []
+    out = ["## Data", ""]
+    out += [f"- {topic}: {text}" for topic, text in data_lines(data)]
+    out += ["", "| ticker | first date | last date | rows |", "|---|---|---|---|"]
+    for ticker, used in data["tickers"].items():
+        out.append(f"| {ticker} | {used['first_date']} | {used['last_date']} | {used['rows']} |")
+    return [*out, ""]
 
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> Path:

@@ -217,7 +217,8 @@ def test_malformed_input_is_refused_and_leaves_the_store_unchanged(seeded, case)
     write, ticker, expected = CORPUS[case]
     write(folder)
     before = store_fingerprint(home)
-    assert before == {"ACME.parquet": before["ACME.parquet"]}
+    key = store.source_key(sources.source_label(source))
+    assert set(before) == {f"{key}/ACME.parquet", f"{key}/source.json"}
     with pytest.raises((sources.SourceError, store.PriceValidationError, ValueError)) as caught:
         ingest.ingest_ticker(source, ticker, home, SECOND_END, FETCHED_AT)
     assert re.search(expected, str(caught.value)), str(caught.value)
@@ -230,7 +231,8 @@ def test_a_missing_session_is_a_reported_gap_not_an_error(seeded):
     csv(frame.drop(index=row(frame, "2024-06-20")))(folder)
     record = ingest.ingest_ticker(source, "ACME", home, SECOND_END, FETCHED_AT)
     assert record.status == "ok" and record.gaps == 1 and record.last_date == str(SECOND_END)
-    assert store.session_gaps("XNYS", store.read_prices(home, "ACME")["date"]) == [dt.date(2024, 6, 20)]
+    stored = store.read_prices(home, "ACME", source=sources.source_label(source))
+    assert store.session_gaps("XNYS", stored["date"]) == [dt.date(2024, 6, 20)]
 
 
 def test_the_good_file_is_accepted(seeded):

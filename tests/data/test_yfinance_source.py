@@ -149,7 +149,7 @@ def test_ingest_through_yfinance_fetches_only_new_sessions_then_detects_a_restat
     assert int(yahoo.chart_requests("ACME")[-1]["period1"]) == session_timestamp(pd.Timestamp(START)) - (
         9 * 3600 + 1800
     )  # the full history, from the configured start
-    stored = store.read_prices(tmp_path, "ACME")
+    stored = store.read_prices(tmp_path, "ACME", source="yfinance")
     expected = sources.fetch_yfinance(["ACME"], START, dt.date(2024, 5, 3), tmp_path)["ACME"]
     np.testing.assert_allclose(stored["adj_close"], expected["adj_close"])
     assert stored["adj_close"].iloc[0] < stored["close"].iloc[0]

@@ -28,16 +28,17 @@ def test_dask_ingest_stores_the_same_prices_as_the_in_process_run(tmp_path, monk
         here["records"], key=lambda r: r["ticker"]
     )
     assert spread["tickers"] == here["tickers"] and spread["end"] == here["end"]
+    label = sources.source_label(config.source)
     for ticker in config.source.tickers:
-        ours = store.read_prices(tmp_path / "dask-home", ticker)
-        theirs = store.read_prices(tmp_path / "here", ticker)
+        ours = store.read_prices(tmp_path / "dask-home", ticker, source=label)
+        theirs = store.read_prices(tmp_path / "here", ticker, source=label)
         # fetched_at records when a row was stored, so it differs between two runs by design.
         ours, theirs = ours.drop(columns="fetched_at"), theirs.drop(columns="fetched_at")
         assert ours.equals(theirs), ticker
 
     def stored_fingerprint(home: Path) -> str:
         end = dt.date.fromisoformat(here["end"])
-        prices = freshness.stored_prices(home, here["tickers"], config.source.start, end)
+        prices = freshness.stored_prices(config.source, home, here["tickers"], end)
         return build.fingerprint(prices, config, sources.describe(config.source))
 
     assert stored_fingerprint(tmp_path / "dask-home") == stored_fingerprint(tmp_path / "here")

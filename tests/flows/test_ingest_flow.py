@@ -80,7 +80,7 @@ def test_a_broken_ticker_is_quarantined_and_the_others_proceed(tmp_path):
     assert records["BAD"]["status"] == "quarantined"
     assert "BAD 2024-01-17 column 'high': high below low" in records["BAD"]["reason"]
     assert all(records[t]["status"] == "ok" for t in ["AAA", "BBB", "CCC", "DDD"])
-    assert not store.price_path(tmp_path / "home", "BAD").exists()
+    assert not store.price_path(tmp_path / "home", "BAD", source=sources.source_label(source)).exists()
 
     rows = {r["ticker"]: r for r in artifact_rows(state.state_details.flow_run_id)}
     assert set(rows) == {"AAA", "BBB", "CCC", "DDD", "BAD"}
@@ -98,8 +98,10 @@ def test_too_many_failures_fail_the_run_naming_them(tmp_path):
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
     assert "2 of 5 tickers failed to ingest (more than 20%)" in message
-    assert "BAD: " in message and "WORSE: " in message
-    assert store.price_path(tmp_path / "home", "AAA").exists()  # the good ones were still stored
+    assert "BAD 2024-01-17 column 'high': high below low" in message
+    assert "WORSE 2024-01-17 column 'high': high below low" in message
+    label = sources.source_label(source)
+    assert store.price_path(tmp_path / "home", "AAA", source=label).exists()  # the good ones were stored
 
 
 def test_only_transient_errors_are_retried():

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from flows.retrain import retrain
+from models.dataset.build import fingerprint
 from models.errors import ModelRejected
+from models.prices import sources
 from models.registry import Registry
-from tests.helpers import learning_config, tiny_config
+from tests.helpers import learning_config, sample_prices, tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -77,6 +79,26 @@ def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
     assert error.summary["verdict"] == "rejected"
     assert registry.aliases("updown") == before
     assert error.summary["version"] in registry.versions("updown")  # kept for inspection
+
+
+def test_the_noise_market_in_the_signal_markets_home_trains_on_noise_and_is_rejected(home, first_run):
+    """The README's negative control, `make demo` then `make demo ARGS="--variant noise"` in one home."""
+    config, _ = first_run
+    noise = config.model_copy(update={"source": config.source.model_copy(update={"sample_variant": "noise"})})
+    registry = Registry(home / "registry")
+    champion = registry.aliases("updown")["champion"]
+    state = retrain(noise, str(home), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ModelRejected) and error.summary["verdict"] == "rejected"
+    assert registry.aliases("updown")["champion"] == champion
+    manifest = registry.manifest(f"updown/{error.summary['version']}")
+    # Trained on the noise prices themselves: the fingerprint is that of the generated noise market.
+    noise_prices = fingerprint(sample_prices(noise), noise, sources.describe(noise.source))
+    assert manifest["data_fingerprint"] == noise_prices
+    assert registry.manifest(f"updown/{champion}")["data_fingerprint"] != noise_prices
+    assert manifest["source"]["variant"] == "noise"
+    assert manifest["data"]["store"] == {"source": "sample:noise:seed=7", "key": "sample-noise-seed-7"}
 
 
 def test_cli_options_override_a_config_file_without_resetting_it(tmp_path):

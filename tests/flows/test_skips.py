@@ -53,12 +53,17 @@ def test_nightly_skips_when_no_session_closed(stored_through_2024, now, expected
 
 def test_a_closed_session_not_yet_stored_is_new(stored_through_2024):
     home, config = stored_through_2024
+    live = config.source.model_copy(update={"end": None})  # the same store, no end: a live universe
     # Thursday 2025-01-02 closed at 16:00 New York; the store ends on 2024-12-31.
     after_close = pd.Timestamp("2025-01-02T23:30:00Z")
-    assert freshness.no_session_reason(config.source, Path(home), after_close) is None
+    assert freshness.no_session_reason(live, Path(home), after_close) is None
     # Before the close the last closed session is 2024-12-31, which is stored.
     before_close = pd.Timestamp("2025-01-02T15:00:00Z")
-    assert "since 2024-12-31" in freshness.no_session_reason(config.source, Path(home), before_close)
+    assert "since 2024-12-31" in freshness.no_session_reason(live, Path(home), before_close)
+    # With end 2024-12-31 (historical mode) a later session is nothing to load, and it says why.
+    assert freshness.no_session_reason(config.source, Path(home), after_close) == (
+        "no session: all 4 tickers are stored up to 2024-12-31, the configured end (historical mode)"
+    )
 
 
 RUN_SCRIPT = """
@@ -130,23 +135,3 @@ def test_a_changed_model_config_is_not_unchanged(tmp_path):
 def test_publishing_settings_alone_do_not_count_as_a_change():
     manifest = {"data_fingerprint": "abc", "config": tiny_config().model_dump(mode="json")}
     assert freshness.unchanged_since(manifest, "abc", tiny_config(registry={"keep_versions": 3}))
-
-
-def test_a_rerun_on_the_same_trading_day_reuses_each_tickers_ingest(tmp_path):
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    source = tiny_config().source
-    ingest(source, str(tmp_path))
-    again = ingest(source, str(tmp_path), return_state=True)
-
-    async def ingest_states() -> dict[str, str]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[again.state_details.flow_run_id]))
-            )
-            return {r.name: r.state.name for r in runs if r.name.startswith("ingest-")}
-
-    assert asyncio.run(ingest_states()) == {f"ingest-{t}": "Cached" for t in source.tickers}
