@@ -203,6 +203,7 @@ def retrain_main(argv: list[str] | None = None) -> int:
         print_summary(error.summary)
     elif isinstance(error, RejectedBefore):
         print(f"\nnothing trained: {error.reason}.\n{FORCE_HINT}.", file=sys.stderr)
+        print_quarantined(error.quarantined)
     else:
         print(f"\nretrain failed: {error}", file=sys.stderr)
     return 1

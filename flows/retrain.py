@@ -91,7 +91,7 @@ def retrain(
     rejected = None if force else rejected_before(config, fingerprint, registry_root)
     if rejected is not None:
         version, reasons = rejected
-        error = RejectedBefore(config.model.name, version, reasons, FORCE_HINT)
+        error = RejectedBefore(config.model.name, version, reasons, FORCE_HINT, quarantined)
         report_skip(error.reason, FORCE_HINT)
         raise error
     info = build_dataset(config, home, tickers, end, run_dir, quarantined, now)

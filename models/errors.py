@@ -18,8 +18,11 @@ class ModelRejected(RuntimeError):
 class RejectedBefore(RuntimeError):
     """This very data and configuration already gave a rejected version; nothing was trained."""
 
-    def __init__(self, model: str, version: int, reasons: list[str], hint: str):
+    def __init__(
+        self, model: str, version: int, reasons: list[str], hint: str, quarantined: dict | None = None
+    ):
         self.model, self.version, self.reasons = model, version, reasons
+        self.quarantined = quarantined or {}  # ticker -> why ingest dropped it, this run
         because = "; ".join(reasons) or "no reason recorded"
         self.reason = (
             f"version {version} of {model} was rejected on exactly this data (same data, same config): "

@@ -37,12 +37,17 @@ def test_deployments_deploy_with_schedule_and_concurrency_limit():
 
     import asyncio
 
+    from models.config import PipelineConfig
+
     deployments = asyncio.run(read())
     nightly = deployments["retrain/nightly"]
     (schedule,) = nightly.schedules
     assert schedule.schedule.cron == "30 18 * * 1-5"
     assert schedule.schedule.timezone == "America/New_York"
     assert nightly.parameters["config"]["source"]["kind"] == "yfinance"
+    # Unattended: a quarantined ticker refuses the nightly instead of a champion on part of the universe.
+    assert PipelineConfig.model_validate(nightly.parameters["config"]).gate.require_full_universe is True
+    assert "force" in deployments["ingest/backfill"].parameter_openapi_schema["properties"]
     assert nightly.work_pool_name == "updown-process"
     assert nightly.global_concurrency_limit is not None or nightly.concurrency_limit == 1
     assert json.dumps(deployments["retrain/manual"].parameters) == "{}"

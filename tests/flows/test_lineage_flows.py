@@ -224,8 +224,9 @@ def test_a_rerun_of_a_rejected_configuration_trains_only_with_force(dropped_run,
         registry.versions("updown") == [1] and registry.manifest("updown/1")["gate"]["verdict"] == "rejected"
     )
     assert retrain_main(argv) == 1
-    err = capsys.readouterr().err
-    assert "nothing trained: version 1 of updown was rejected on exactly this data" in err
+    printed = capsys.readouterr()
+    assert "nothing trained: version 1 of updown was rejected on exactly this data" in printed.err
+    assert printed.out.strip().splitlines()[-1] == f"dropped:     {DROPPED}"
     assert registry.versions("updown") == [1]  # nothing trained, nothing published
 
     state = retrain(config, str(root / "home"), return_state=True)
