@@ -158,11 +158,11 @@ def test_injected_fault(name, home):
     assert aliases(home) == before
 
 
-
 def register_feature(monkeypatch, name, function):
     """Add a feature for one test: its function, and its name to those the config accepts."""
     monkeypatch.setitem(features.FEATURES, name, function)
     monkeypatch.setattr(config_module, "FEATURE_NAMES", (*config_module.FEATURE_NAMES, name))
+
 
 def test_feature_constant_over_train_but_not_later_is_refused(home, monkeypatch):
     """A one-hot category never seen in training: std 0 on train (the seed's NaN), values later."""

@@ -139,7 +139,9 @@ def test_imports_go_down_the_layers_only(module):
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.split(".")[0] == "models"))
 def test_models_never_imports_prefect_tasks_or_flows(module):
     bad = sorted(t for t in GRAPH[module] if t.split(".")[0] in FORBIDDEN_IN_MODELS)
-    assert not bad, f"{module} imports {bad}: models/ is the library, orchestration stays in tasks/ and flows/"
+    assert not bad, (
+        f"{module} imports {bad}: models/ is the library, orchestration stays in tasks/ and flows/"
+    )
 
 
 def test_the_checker_sees_what_it_must():
