@@ -215,6 +215,9 @@ def test_a_run_that_dropped_a_ticker_says_so_in_its_last_lines_report_and_manife
     report = (bundle.path / "report.md").read_text()
     assert f"- dropped: {DROPPED}" in report
     assert f"| AAA | 2019-01-02 | 2024-12-31 | {rows} |" in report
+    assert f"- prices: 2019-01-02..2024-12-31, 4 tickers: AAA, BBB, CCC, EEE (store {store_key})" in report
+    assert f"- data age: ends 2024-12-31, {data['age_sessions']} session(s) before the last closed" in report
+    assert data["age_sessions"] > 400 and data["historical"] is True
 
 
 def test_a_rerun_of_a_rejected_configuration_trains_only_with_force(dropped_run, capsys):
