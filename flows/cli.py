@@ -69,7 +69,11 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "(historical mode, for history that ends in the past)",
     )
     g.add_argument("--folder", help="for --source folder: directory of <TICKER>.csv|parquet")
-    g.add_argument("--variant", choices=["signal", "noise"], help="sample market variant (default signal)")
+    g.add_argument(
+        "--variant",
+        choices=["signal", "noise", "volatility"],
+        help="sample market variant (default signal; noise and volatility are negative controls)",
+    )
     g.add_argument("--seed", type=int, help="sample market seed")
 
 

@@ -82,9 +82,11 @@ class SourceConfig(_Frozen):
     )
     exchange: str = "XNYS"
     folder: str | None = Field(default=None, description="For kind=folder: <dir>/<TICKER>.csv|parquet")
-    sample_variant: Literal["signal", "noise"] = Field(
+    sample_variant: Literal["signal", "noise", "volatility"] = Field(
         default="signal",
-        description="For kind=sample: 'signal' plants persistent momentum regimes, 'noise' is a random walk.",
+        description="For kind=sample: 'signal' plants momentum that persists when calm and reverses "
+        "when turbulent (learnable, not linearly); 'volatility' has the volatility regimes without any "
+        "direction; 'noise' is a random walk.",
     )
     sample_seed: int = 7
     overlap_sessions: int = Field(default=5, ge=0, description="Sessions refetched to detect restatements.")
@@ -234,16 +236,85 @@ class TrainingConfig(_Frozen):
     early_stopping_patience: int = Field(default=3, ge=1)
 
 
+class EvaluationConfig(_Frozen):
+    """How a trained model is judged out of sample.
+
+    walk_forward (default): the last `test_fraction` of the sessions is cut into `folds` consecutive
+    test periods; fold k trains on what precedes its test period (minus a validation period of
+    `split.validation_fraction` of the sessions and the purge + embargo gaps), with its own
+    train-only stats, and predicts its own test period. The folds' out-of-sample predictions,
+    pooled, are what the gate judges. holdout: one train / validation / test split by
+    `split` fractions, judged by the margin rules of `gate` (the behaviour before walk-forward).
+    """
+
+    scheme: Literal["walk_forward", "holdout"] = "walk_forward"
+    folds: int = Field(default=4, ge=2, le=20, description="walk_forward: number of test periods.")
+    train_window: Literal["expanding", "sliding"] = Field(
+        default="expanding",
+        description="walk_forward: each fold trains on everything before it (expanding), or on as many "
+        "sessions as the first fold had, ending at the same place (sliding).",
+    )
+    test_fraction: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="walk_forward: share of the sessions that are tested out of sample, over all folds.",
+    )
+
+
 class GateConfig(_Frozen):
-    """When a trained model may become the champion."""
+    """When a trained model may become the champion.
+
+    walk_forward: the lower bound of a one-sided `confidence` interval (moving-block bootstrap over
+    sessions) of (model - baseline) balanced accuracy must exceed `min_effect` for every baseline,
+    the model must beat the strongest baseline in at least `min_fold_share` of the folds, and the
+    champion must not beat it on their common out-of-sample windows beyond the interval and
+    `champion_tolerance`. holdout: `margin` and `champion_tolerance` on point estimates.
+    """
 
     margin: float = Field(
-        default=0.02, ge=0, description="Balanced accuracy must beat every baseline by this much."
+        default=0.02,
+        ge=0,
+        description="holdout: balanced accuracy must beat every baseline by this much.",
     )
     champion_tolerance: float = Field(
         default=0.01,
         ge=0,
-        description="May lose at most this much balanced accuracy to the champion.",
+        description="holdout: may lose at most this much balanced accuracy to the champion. "
+        "walk_forward: the upper bound of (model - champion) must be at least minus this.",
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="walk_forward: one-sided confidence of the bounds."
+    )
+    min_effect: float = Field(
+        default=0.0,
+        ge=0,
+        description="walk_forward: the lower bound of (model - baseline) balanced accuracy must exceed this.",
+    )
+    bootstrap_samples: int = Field(default=2000, ge=100, le=100_000)
+    block_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bootstrap block length in sessions; at least the label horizon. None: "
+        "max(2 x horizon, cube root of the sessions tested).",
+    )
+    bootstrap_seed: int = 0
+    min_fold_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="walk_forward: share of folds whose strongest baseline the model must beat.",
+    )
+    require_direction_skill: bool = Field(
+        default=False,
+        description="walk_forward: also require the lower bound of direction skill (sign accuracy on "
+        "up/down calls vs always the train-majority direction) to be above zero.",
+    )
+    min_champion_sessions: int = Field(
+        default=20,
+        ge=1,
+        description="walk_forward: fewest common out-of-sample sessions on which the champion can be "
+        "compared; fewer, and a champion trained on data as new as ours blocks promotion.",
     )
     require_full_universe: bool = Field(
         default=False,
@@ -274,8 +345,27 @@ class PipelineConfig(_Frozen):
     window: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        block = self.gate.block_sessions
+        if block is not None and block < self.labels.horizon:
+            raise ValueError(
+                f"gate.block_sessions ({block}) is shorter than labels.horizon ({self.labels.horizon}): "
+                "overlapping labels must stay in one bootstrap block"
+            )
+        if (
+            self.evaluation.scheme == "walk_forward"
+            and self.evaluation.test_fraction + self.split.validation_fraction >= 0.9
+        ):
+            raise ValueError(
+                "evaluation.test_fraction + split.validation_fraction must leave at least 10 % of the "
+                "sessions to train the first walk-forward fold"
+            )
+        return self
 
     @property
     def purge_sessions(self) -> int:

@@ -18,6 +18,11 @@ from models.dataset.windows import SPLITS
 ROWS_FILE = "rows.npz"
 STATS_FILE = "stats.parquet"
 INFO_FILE = "dataset.json"
+# A walk-forward fold's folder holds only what depends on its split (labels, window ends) in
+# SPLIT_FILE; the rows every fold shares are written once, in ROWS_FILE one folder up.
+SPLIT_FILE = "split.npz"
+SHARED_COLUMNS = ("matrix", "ticker_ids", "dates", "label_dates", "forward_returns", "volatility")
+SPLIT_COLUMNS = ("labels", "known_label")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class DatasetInfo:
     # The data actually used: per ticker first/last date and rows (+ the run's lineage, see
     # models.prices.lineage.data_lineage); a manifest's `data` section.
     data: dict[str, object] = field(default_factory=dict)
+    fold: int | None = None  # walk-forward: this fold's number (0 = oldest); None for a holdout split
 
     @property
     def stats_path(self) -> Path:
@@ -61,6 +67,9 @@ class Arrays:
     forward_returns: np.ndarray
     known_label: np.ndarray  # int8: label of the window whose horizon ended at this day, or -1
     ends: dict[str, np.ndarray]
+    # Trailing volatility of daily log returns known at each day (the volatility-regime baseline's
+    # input); None in datasets built before it was recorded.
+    volatility: np.ndarray | None = None
 
 
 def normalized_matrix(dataset: DatasetInfo, arrays: Arrays, stats: Stats | None = None) -> np.ndarray:
@@ -73,16 +82,21 @@ def normalized_matrix(dataset: DatasetInfo, arrays: Arrays, stats: Stats | None 
 
 
 def load_arrays(path: Path) -> Arrays:
-    with np.load(Path(path) / ROWS_FILE) as z:
+    """The arrays of a dataset folder: a holdout dataset, or one walk-forward fold."""
+    path = Path(path)
+    rows_path = path / ROWS_FILE if (path / ROWS_FILE).exists() else path.parent / ROWS_FILE
+    split_path = path / SPLIT_FILE if (path / SPLIT_FILE).exists() else rows_path
+    with np.load(rows_path) as rows, np.load(split_path) as split:
         return Arrays(
-            matrix=z["matrix"],
-            ticker_ids=z["ticker_ids"],
-            dates=z["dates"],
-            label_dates=z["label_dates"],
-            labels=z["labels"],
-            forward_returns=z["forward_returns"],
-            known_label=z["known_label"],
-            ends={s: z[f"ends_{s}"] for s in SPLITS},
+            matrix=rows["matrix"],
+            ticker_ids=rows["ticker_ids"],
+            dates=rows["dates"],
+            label_dates=rows["label_dates"],
+            labels=split["labels"],
+            forward_returns=rows["forward_returns"],
+            known_label=split["known_label"],
+            ends={s: split[f"ends_{s}"] for s in SPLITS},
+            volatility=rows["volatility"] if "volatility" in rows else None,
         )
 
 
@@ -92,3 +106,9 @@ def load_info(path: Path) -> DatasetInfo:
     raw["features"] = tuple(raw["features"])
     raw["std_replaced"] = tuple(raw["std_replaced"])
     return DatasetInfo(**raw)
+
+
+def load_shared_rows(path: Path) -> dict[str, np.ndarray]:
+    """The rows every fold of a walk-forward dataset shares (matrix, tickers, dates, ...)."""
+    with np.load(Path(path) / ROWS_FILE) as rows:
+        return {k: rows[k] for k in SHARED_COLUMNS if k in rows}

@@ -2,6 +2,10 @@
 
 `build_dataset` writes everything training and evaluation need into one folder:
 
+A walk-forward build (`build_walk_forward`) writes `rows.npz` once (the rows no split changes) and
+one such folder per fold, `fold-<k>/`, holding `split.npz` (labels and window ends), its own
+`stats.parquet` and `dataset.json`.
+
 - `rows.npz`      raw feature matrix (rows grouped by ticker, sorted by date), dates, labels,
                   forward returns, the label known at each day (for the persistence baseline),
                   and the window end rows of each split;
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +29,18 @@ import pandas as pd
 
 from models.config import PipelineConfig
 from models.dataset import labels as labelling
-from models.dataset.arrays import INFO_FILE, ROWS_FILE, STATS_FILE, Arrays, DatasetInfo
+from models.dataset.arrays import INFO_FILE, ROWS_FILE, SPLIT_FILE, STATS_FILE, Arrays, DatasetInfo
 from models.dataset.audit import audit_leakage, check_label_contract
 from models.dataset.features import feature_matrix
 from models.dataset.normalization import fit_normalization, read_stats, write_stats
-from models.dataset.windows import SPLITS, SplitRanges, chronological_split, window_ends
+from models.dataset.windows import (
+    SPLITS,
+    SplitRanges,
+    chronological_split,
+    walk_forward_splits,
+    window_ends,
+)
+from models.diagnosis import GuardFailure
 from models.prices.lineage import used_rows
 from models.prices.store import PRICE_COLUMNS, PriceColumns
 
@@ -56,14 +68,26 @@ def fingerprint(
     return digest.hexdigest()
 
 
-def assemble(
-    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig
-) -> tuple[Arrays, SplitRanges, float]:
-    """Features and labels per ticker, concatenated; splits over the union of sessions.
+@dataclass(frozen=True)
+class Rows:
+    """Features and forward returns of every ticker, concatenated: what no split changes."""
 
-    Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
-    `balance_on_train`, the one chosen on the train windows).
-    """
+    matrix: np.ndarray
+    ticker_ids: np.ndarray
+    dates: np.ndarray
+    label_dates: np.ndarray
+    forward: np.ndarray
+    unit: np.ndarray  # the label threshold's unit at each row (1, or sigma_t * sqrt(h))
+    volatility: np.ndarray  # trailing volatility known at each row
+    labelled: np.ndarray  # 0 where a label exists, UNLABELLED where not
+
+    @property
+    def sessions(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(np.unique(self.dates))
+
+
+def assemble_rows(prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig) -> Rows:
+    """Features, forward returns and trailing volatility per ticker (sorted), concatenated."""
     names = config.features.names
     rule = config.labels
     h = rule.horizon
@@ -79,38 +103,71 @@ def assemble(
         except ValueError as err:
             raise ValueError(f"{ticker}: {err}") from err
         forward = labelling.forward_returns(columns.adj_close[first:], h)
-        if rule.rule == "volatility":
-            sigma = labelling.trailing_volatility(columns.adj_close, rule.volatility_window)
-            unit = sigma[first:] * np.sqrt(h)
-        else:
-            unit = np.ones(len(feats))
+        sigma = labelling.trailing_volatility(columns.adj_close, rule.volatility_window)[first:]
+        unit = sigma * np.sqrt(h) if rule.rule == "volatility" else np.ones(len(feats))
         dates = columns.date[first:]
         label_dates = np.full(len(dates), np.datetime64("NaT"), dtype="datetime64[ns]")
         label_dates[: max(len(dates) - h, 0)] = dates[h:]
-        parts.append((tid, feats, dates, label_dates, forward, unit))
+        parts.append((tid, feats, dates, label_dates, forward, unit, sigma))
     if not parts or sum(len(p[2]) for p in parts) == 0:
         raise ValueError("no rows left after the features' warm-up: load a longer history")
     ticker_ids = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int32) for p in parts])
-    matrix, dates, label_dates, forward, unit = (np.concatenate([p[i] for p in parts]) for i in range(1, 6))
+    matrix, dates, label_dates, forward, unit, sigma = (
+        np.concatenate([p[i] for p in parts]) for i in range(1, 7)
+    )
     labelled = np.where(np.isfinite(forward) & np.isfinite(unit), 0, labelling.UNLABELLED).astype(np.int8)
-    sessions = pd.DatetimeIndex(np.unique(dates))
+    return Rows(matrix, ticker_ids, dates, label_dates, forward, unit, sigma, labelled)
+
+
+def label_split(rows: Rows, ranges: SplitRanges, config: PipelineConfig) -> tuple[Arrays, float]:
+    """Window ends of each split and the labels under the scale in force for these splits.
+
+    With `balance_on_train` the scale is chosen on this split's train windows only.
+    """
+    rule = config.labels
+    h = rule.horizon
+    ends = window_ends(
+        rows.ticker_ids, rows.dates, rows.label_dates, rows.labelled, config.window.length, ranges
+    )
+    scale = rule.theta if rule.rule == "fixed" else rule.k
+    if rule.balance_on_train:
+        # Chosen on train windows only; validation and test are labelled with the same scale.
+        scale = labelling.balancing_scale(rows.forward[ends["train"]], rows.unit[ends["train"]])
+    labels = labelling.classify(rows.forward, scale * rows.unit)
+    known = np.full(len(labels), labelling.UNLABELLED, dtype=np.int8)
+    same_ticker = rows.ticker_ids[h:] == rows.ticker_ids[:-h]
+    known[h:] = np.where(same_ticker, labels[:-h], labelling.UNLABELLED)
+    arrays = Arrays(
+        rows.matrix,
+        rows.ticker_ids,
+        rows.dates,
+        rows.label_dates,
+        labels,
+        rows.forward,
+        known,
+        ends,
+        rows.volatility,
+    )
+    return arrays, float(scale)
+
+
+def assemble(
+    prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig
+) -> tuple[Arrays, SplitRanges, float]:
+    """Features and labels per ticker, concatenated; one holdout split over the union of sessions.
+
+    Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
+    `balance_on_train`, the one chosen on the train windows).
+    """
+    rows = assemble_rows(prices, config)
     ranges = chronological_split(
-        sessions,
+        rows.sessions,
         config.split.train_fraction,
         config.split.validation_fraction,
         config.purge_sessions + config.split.embargo_sessions,
     )
-    ends = window_ends(ticker_ids, dates, label_dates, labelled, config.window.length, ranges)
-    scale = rule.theta if rule.rule == "fixed" else rule.k
-    if rule.balance_on_train:
-        # Chosen on train windows only; validation and test are labelled with the same scale.
-        scale = labelling.balancing_scale(forward[ends["train"]], unit[ends["train"]])
-    labels = labelling.classify(forward, scale * unit)
-    known = np.full(len(labels), labelling.UNLABELLED, dtype=np.int8)
-    same_ticker = ticker_ids[h:] == ticker_ids[:-h]
-    known[h:] = np.where(same_ticker, labels[:-h], labelling.UNLABELLED)
-    arrays = Arrays(matrix, ticker_ids, dates, label_dates, labels, forward, known, ends)
-    return arrays, ranges, float(scale)
+    arrays, scale = label_split(rows, ranges, config)
+    return arrays, ranges, scale
 
 
 def train_rows(arrays: Arrays, ranges: SplitRanges) -> np.ndarray:
@@ -136,10 +193,99 @@ def build_dataset(
     given = (lineage or {}).get("tickers", {})
     used = {t: {**given.get(t, {}), **rows} for t, rows in used_rows(prices).items()}
     arrays, ranges, scale = assemble(prices, config)
+    data = {**(lineage or {}), "tickers": used}
+    return _write_split(arrays, ranges, scale, config, out_dir, print_, tuple(sorted(prices)), data=data)
+
+
+def build_walk_forward(
+    prices: Mapping[str, pd.DataFrame | PriceColumns],
+    config: PipelineConfig,
+    out_dir: Path,
+    source: dict,
+    lineage: dict | None = None,
+) -> list[DatasetInfo]:
+    """Build, audit and write one dataset per walk-forward fold into `out_dir/fold-<k>`, oldest first.
+
+    Each fold has its own split boundaries with purge + embargo, its own normalization stats fitted
+    on its own train rows (`fold-<k>/stats.parquet`), its own leakage audit and label contract. The
+    feature rows, which no split changes, are written once (`out_dir/rows.npz`). `lineage` is recorded
+    as every fold's `DatasetInfo.data`, as in `build_dataset`.
+
+    Raises:
+        GuardFailure: a fold leaks or breaks the label contract (the message names the fold).
+        ValueError: the history is too short for the folds.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print_ = fingerprint(prices, config, source)
+    given = (lineage or {}).get("tickers", {})
+    data = {
+        **(lineage or {}),
+        "tickers": {t: {**given.get(t, {}), **r} for t, r in used_rows(prices).items()},
+    }
+    rows = assemble_rows(prices, config)
+    evaluation = config.evaluation
+    folds = walk_forward_splits(
+        rows.sessions,
+        evaluation.folds,
+        evaluation.test_fraction,
+        config.split.validation_fraction,
+        config.purge_sessions + config.split.embargo_sessions,
+        evaluation.train_window,
+    )
+    np.savez(
+        out_dir / ROWS_FILE,
+        matrix=rows.matrix,
+        ticker_ids=rows.ticker_ids,
+        dates=rows.dates,
+        label_dates=rows.label_dates,
+        forward_returns=rows.forward,
+        volatility=rows.volatility,
+    )
+    infos = []
+    for k, ranges in enumerate(folds):
+        arrays, scale = label_split(rows, ranges, config)
+        try:
+            infos.append(
+                _write_split(
+                    arrays,
+                    ranges,
+                    scale,
+                    config,
+                    out_dir / f"fold-{k}",
+                    print_,
+                    tuple(sorted(prices)),
+                    k,
+                    data=data,
+                )
+            )
+        except GuardFailure as err:
+            raise GuardFailure(
+                [
+                    replace(d, message=f"walk-forward fold {k} ({ranges.as_dict()}): {d.message}")
+                    for d in err.diagnoses
+                ]
+            ) from err
+    return infos
+
+
+def _write_split(
+    arrays: Arrays,
+    ranges: SplitRanges,
+    scale: float,
+    config: PipelineConfig,
+    out_dir: Path,
+    print_: str,
+    tickers: tuple[str, ...],
+    fold: int | None = None,
+    data: dict | None = None,
+) -> DatasetInfo:
+    """Fit train-only stats, audit, check the label contract and write one split's dataset folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = train_rows(arrays, ranges)
     fit_dates = arrays.dates[rows]
     per_ticker = config.features.normalization == "per_ticker"
-    tickers = np.asarray(sorted(prices))
+    names = np.asarray(tickers)
     stats = fit_normalization(
         arrays.matrix[rows],
         config.features.names,
@@ -149,27 +295,35 @@ def build_dataset(
             "splits": ranges.as_dict(),
             "fingerprint": print_,
             "scope": config.features.normalization,
+            **({} if fold is None else {"fold": fold}),
         },
-        tickers[arrays.ticker_ids[rows]] if per_ticker else None,
+        names[arrays.ticker_ids[rows]] if per_ticker else None,
     )
     stats_path = write_stats(stats, out_dir / STATS_FILE)
     audit = audit_leakage(arrays, ranges, read_stats(stats_path), config)
     shares = check_label_contract(arrays, config)
-    np.savez(
-        out_dir / ROWS_FILE,
-        matrix=arrays.matrix,
-        ticker_ids=arrays.ticker_ids,
-        dates=arrays.dates,
-        label_dates=arrays.label_dates,
-        labels=arrays.labels,
-        forward_returns=arrays.forward_returns,
-        known_label=arrays.known_label,
+    split_columns = {
+        "labels": arrays.labels,
+        "known_label": arrays.known_label,
         **{f"ends_{s}": arrays.ends[s] for s in SPLITS},
-    )
+    }
+    if fold is None:  # a holdout dataset keeps every array in one file
+        np.savez(
+            out_dir / ROWS_FILE,
+            matrix=arrays.matrix,
+            ticker_ids=arrays.ticker_ids,
+            dates=arrays.dates,
+            label_dates=arrays.label_dates,
+            forward_returns=arrays.forward_returns,
+            volatility=arrays.volatility,
+            **split_columns,
+        )
+    else:
+        np.savez(out_dir / SPLIT_FILE, **split_columns)
     info = DatasetInfo(
         path=str(out_dir),
         fingerprint=print_,
-        tickers=tuple(sorted(prices)),
+        tickers=tickers,
         features=config.features.names,
         window=config.window.length,
         horizon=config.labels.horizon,
@@ -188,7 +342,8 @@ def build_dataset(
         class_shares=shares,
         audit=audit,
         std_replaced=stats.std_replaced,
-        data={**(lineage or {}), "tickers": used},
+        data=data or {},
+        fold=fold,
     )
     (out_dir / INFO_FILE).write_text(json.dumps(info.as_dict(), indent=2, default=str))
     return info

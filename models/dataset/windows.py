@@ -60,6 +60,58 @@ def chronological_split(
     )
 
 
+def walk_forward_splits(
+    sessions: pd.DatetimeIndex,
+    folds: int,
+    test_fraction: float,
+    validation_fraction: float,
+    gap_sessions: int,
+    train_window: str = "expanding",
+) -> list[SplitRanges]:
+    """Split sorted sessions into `folds` walk-forward folds, oldest first.
+
+    The last `test_fraction` of the sessions is cut into `folds` consecutive test periods of
+    near-equal length. Fold k tests on period k; its validation period (`validation_fraction` of all
+    sessions) ends `gap_sessions` before that, and its train period ends `gap_sessions` before the
+    validation starts. Train periods start at the first session (expanding) or keep the first fold's
+    length (sliding). Earlier folds' test periods are later folds' training data: every fold is
+    judged only on sessions after everything it trained or stopped early on.
+
+    Raises:
+        ValueError: when the sessions are too few for the first fold's train period.
+    """
+    n = len(sessions)
+    n_test = int(n * test_fraction)
+    n_val = int(n * validation_fraction)
+    if n_test < folds or n_val < 1:
+        raise ValueError(
+            f"{n} sessions are too few for {folds} walk-forward test periods over {test_fraction:.0%} "
+            "of them: load a longer history or use fewer folds"
+        )
+    bounds = np.linspace(n - n_test, n, folds + 1).round().astype(int)
+    first_train_end = bounds[0] - 2 * gap_sessions - n_val  # exclusive
+    if first_train_end < 1:
+        raise ValueError(
+            f"{n} sessions leave no train period for the first walk-forward fold (test {n_test}, "
+            f"validation {n_val}, gaps 2 x {gap_sessions} sessions): load a longer history, or lower "
+            "evaluation.test_fraction or split.validation_fraction"
+        )
+    out = []
+    for k in range(folds):
+        test_start, test_end = bounds[k], bounds[k + 1]  # [start, end)
+        val_start = test_start - gap_sessions - n_val
+        train_end = val_start - gap_sessions  # exclusive
+        train_start = 0 if train_window == "expanding" else max(0, train_end - first_train_end)
+        out.append(
+            SplitRanges(
+                train=(sessions[train_start], sessions[train_end - 1]),
+                validation=(sessions[val_start], sessions[val_start + n_val - 1]),
+                test=(sessions[test_start], sessions[test_end - 1]),
+            )
+        )
+    return out
+
+
 def window_ends(
     ticker_ids: np.ndarray,
     dates: np.ndarray,

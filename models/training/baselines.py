@@ -1,11 +1,19 @@
-"""The simple alternatives a trained model must beat, scored on the same test windows."""
+"""The simple alternatives a trained model must beat, scored on the same test windows.
+
+`baselines` is the holdout scheme's set (majority, persistence, class prior). `fit_baselines` is the
+walk-forward set, fitted on each fold's train windows: those three plus a volatility-regime rule and
+a multinomial logistic regression on the flattened normalized window.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from models.config import CLASS_NAMES
 from models.dataset.arrays import Arrays
+from models.dataset.windows import gather
 from models.training.metrics import K, classification_metrics
 
 
@@ -30,4 +38,161 @@ def baselines(arrays: Arrays) -> dict[str, dict]:
             "accuracy": float((prior * test_share).sum()),
             "balanced_accuracy": float(prior[test_share > 0].mean()) if (test_share > 0).any() else 0.0,
         },
+    }
+
+
+# -- walk-forward: baselines fitted on one fold's train windows, predicting its test windows -------
+
+BASELINES: tuple[str, ...] = ("majority", "persistence", "class_prior", "volatility_regime", "linear")
+LINEAR_C = (0.01, 0.1, 1.0)  # inverse L2 strengths tried; the best on validation is kept
+REGIME_QUANTILES = np.round(np.arange(0.1, 0.95, 0.1), 2)
+
+
+@dataclass(frozen=True)
+class BaselineFit:
+    """A baseline's probabilities for the test windows ([windows, 3]; one-hot for a rule) and what
+    was fitted (thresholds, classes, regularization), for the report."""
+
+    probs: np.ndarray
+    fitted: dict
+
+
+def class_weights(train_labels: np.ndarray, balanced: bool) -> np.ndarray:
+    """n / (3 x count_c) per class when `balanced` (what the LSTM trains with), else ones."""
+    counts = np.bincount(train_labels.astype(np.int64), minlength=K).astype(float)
+    if not balanced:
+        return np.ones(K)
+    return len(train_labels) / (K * np.maximum(counts, 1))
+
+
+def _onehot(classes: np.ndarray) -> np.ndarray:
+    return np.eye(K, dtype=np.float32)[classes.astype(np.int64)]
+
+
+def _weighted_score(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> float:
+    return float((weights[y] * (pred == y)).sum() / weights[y].sum())
+
+
+def volatility_regime_rule(
+    train_vol: np.ndarray, train_labels: np.ndarray, weights: np.ndarray
+) -> tuple[list[float], list[int]]:
+    """Thresholds on trailing volatility and the class each regime predicts, fitted on train only.
+
+    Tries one cut (2 regimes) and two cuts (3 regimes) at the train deciles; each regime predicts its
+    train-majority class under the class weights (the LSTM's); keeps the rule that scores best on the
+    train windows (fewer regimes on a tie).
+
+    Returns:
+        (cuts ascending, class of each of the len(cuts) + 1 regimes).
+    """
+    y = train_labels.astype(np.int64)
+    levels = np.unique(np.quantile(train_vol, REGIME_QUANTILES))
+    candidates = [[c] for c in levels] + [[a, b] for i, a in enumerate(levels) for b in levels[i + 1 :]]
+    best: tuple[float, list[float], list[int]] | None = None
+    for cuts in candidates:
+        regime = np.searchsorted(cuts, train_vol, side="right")
+        classes = [
+            int(np.argmax(np.bincount(y[regime == r], minlength=K) * weights)) if (regime == r).any() else 0
+            for r in range(len(cuts) + 1)
+        ]
+        score = _weighted_score(y, np.asarray(classes)[regime], weights)
+        if best is None or score > best[0] + 1e-12:
+            best = (score, [float(c) for c in cuts], classes)
+    assert best is not None
+    return best[1], best[2]
+
+
+def linear_model(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_validation: np.ndarray,
+    y_validation: np.ndarray,
+    weights: np.ndarray,
+):
+    """Multinomial logistic regression on flattened windows, L2 strength chosen on validation
+    balanced accuracy (as the LSTM's early stopping uses validation), same class weights."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    best = None
+    for c in LINEAR_C:
+        # One BLAS thread: these matrices are small, and on a busy machine OpenBLAS threads spin
+        # against each other (measured 40x slower with 2 threads under load than with 1).
+        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+            warnings.simplefilter("always", ConvergenceWarning)
+            model = LogisticRegression(
+                C=c, max_iter=1000, class_weight=dict(enumerate(weights.tolist()))
+            ).fit(x_train, y_train)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        score = classification_metrics(y_validation, model.predict(x_validation))["balanced_accuracy"]
+        if best is None or score > best[0] + 1e-12:
+            best = (score, c, model, converged)
+    assert best is not None
+    return best[2], {"C": best[1], "validation_balanced_accuracy": round(best[0], 6), "converged": best[3]}
+
+
+def fit_baselines(
+    arrays: Arrays, matrix: np.ndarray, window: int, balanced_weights: bool
+) -> dict[str, BaselineFit]:
+    """Every baseline fitted on this split's train windows and applied to its test windows.
+
+    Args:
+        arrays: The split's arrays (labels, window ends, known labels, trailing volatility).
+        matrix: The feature matrix normalized with the split's train-only stats.
+        window: Window length.
+        balanced_weights: Whether the LSTM trains with balanced class weights (then so do the
+            volatility rule and the linear model).
+    """
+    train, validation, test = (arrays.ends[s] for s in ("train", "validation", "test"))
+    y_train = arrays.labels[train].astype(np.int64)
+    prior = np.bincount(y_train, minlength=K) / max(len(y_train), 1)
+    majority = int(prior.argmax())
+    known = arrays.known_label[test]
+    weights = class_weights(y_train, balanced_weights)
+    out = {
+        "majority": BaselineFit(_onehot(np.full(len(test), majority)), {"class": CLASS_NAMES[majority]}),
+        "persistence": BaselineFit(
+            _onehot(np.where(known >= 0, known, majority)),
+            {"fallback": CLASS_NAMES[majority], "unknown_share": round(float((known < 0).mean()), 6)},
+        ),
+        # Each window's prediction drawn from the train class prior: scored by its expected value.
+        "class_prior": BaselineFit(
+            np.tile(prior.astype(np.float32), (len(test), 1)),
+            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},
+        ),
+    }
+    if arrays.volatility is None:
+        raise ValueError("the dataset has no trailing volatility: rebuild it to fit the volatility rule")
+    cuts, classes = volatility_regime_rule(arrays.volatility[train], y_train, weights)
+    regime = np.searchsorted(cuts, arrays.volatility[test], side="right")
+    out["volatility_regime"] = BaselineFit(
+        _onehot(np.asarray(classes)[regime]),
+        {"cuts": [round(c, 8) for c in cuts], "classes": [CLASS_NAMES[c] for c in classes]},
+    )
+
+    def flat(ends: np.ndarray) -> np.ndarray:
+        return gather(matrix, ends, window).reshape(len(ends), -1)
+
+    model, fitted = linear_model(
+        flat(train), y_train, flat(validation), arrays.labels[validation].astype(np.int64), weights
+    )
+    out["linear"] = BaselineFit(_onehot(model.predict(flat(test))), fitted)
+    return out
+
+
+def expected_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy and balanced accuracy of a prediction drawn from `probs` (their expected values);
+    for one-hot `probs` the plain metrics of the argmax."""
+    y = labels.astype(np.int64)
+    if np.isin(probs, (0.0, 1.0)).all():
+        return classification_metrics(y, probs.argmax(axis=1))
+    correct = probs[np.arange(len(y)), y]
+    present = [c for c in range(K) if (y == c).any()]
+    return {
+        "windows": int(len(y)),
+        "accuracy": float(correct.mean()) if len(y) else 0.0,
+        "balanced_accuracy": float(np.mean([correct[y == c].mean() for c in present])) if present else 0.0,
     }
