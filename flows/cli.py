@@ -20,6 +20,7 @@ RETRAIN_HELP = """The nightly `retrain` flow: ingest -> dataset -> guarded train
 Examples:
     python -m flows.retrain                                  # sample market (synthetic), defaults
     python -m flows.retrain --variant noise                  # negative control: must not be promoted
+    python -m flows.retrain --variant volatility             # volatility only: must not be promoted
     python -m flows.retrain --source yfinance --tickers SPY,QQQ,IWM --start 2012-01-03
     python -m flows.retrain --source folder --folder ./prices --tickers ACME,INIT
     python -m flows.retrain --window 20 --horizon 5 --theta 0.015 --epochs 10 --home /data/pipeline
@@ -114,11 +115,18 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig.model_validate(changes)
 
 
+def _bounds(interval: dict | None) -> str:
+    return f" [{interval['lower']:.4f}, {interval['upper']:.4f}]" if interval else ""
+
+
 def print_summary(summary: dict) -> None:
+    """The run's outcome: bundle, version, data used, pooled (walk-forward) or test (holdout)
+    figures, verdict."""
     from models.registry.report import data_lines  # the same words as report.md
 
     m = summary["metrics"]
     data = data_lines(summary.get("data") or {})
+    evaluation = summary.get("evaluation")
     print()
     print(f"{'bundle:':<13}{summary['path']}")
     print(f"{'version:':<13}{summary['model']}/{summary['version']}")
@@ -126,9 +134,39 @@ def print_summary(summary: dict) -> None:
         print(f"{'data:':<13}SYNTHETIC sample market (not real prices)")
     for topic, text in data[:1]:  # the range and tickers used
         print(f"{topic + ':':<13}{text}")
-    print(f"{'test:':<13}accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}")
-    for name, b in summary["baselines"].items():  # majority first
-        print(f"{name + ':':<13}accuracy {b['accuracy']:.4f}  balanced accuracy {b['balanced_accuracy']:.4f}")
+    if evaluation:
+        sample = evaluation["sample"]
+        conf = sample["confidence"]
+        print(
+            f"{'evaluation:':<13}walk-forward, {evaluation['folds']} folds: {sample['windows']} out-of-sample "
+            f"windows, {sample['sessions']} sessions, ~{sample['effective_windows']:.0f} independent"
+        )
+        print(
+            f"{'':<13}balanced accuracy [{2 * conf - 1:.0%} interval]; model minus baseline "
+            f"(one-sided {conf:.0%} lower bound)"
+        )
+        print(f"{'model:':<19}{m['balanced_accuracy']:.4f}{_bounds(m.get('interval'))}")
+        for name, b in summary["baselines"].items():
+            diff = b.get("difference") or {}
+            strongest = "  strongest" if name == evaluation["strongest_baseline"] else ""
+            print(
+                f"{name + ':':<19}{b['balanced_accuracy']:.4f}{_bounds(b.get('interval'))}  "
+                f"{diff.get('estimate', float('nan')):+.4f} (>= {diff.get('lower', float('nan')):+.4f}){strongest}"
+            )
+        d = evaluation["direction_skill"]
+        if d["windows"]:
+            print(
+                f"{'direction:':<19}sign accuracy {d['model']:.4f} vs {d['baseline']:.4f} always "
+                f"{d['baseline_class']} on {d['windows']} moves: {d['estimate']:+.4f} (>= {d['lower']:+.4f})"
+            )
+        if evaluation["carried_by"]:
+            print(f"{'note:':<13}the result rests on {', '.join(evaluation['carried_by'])}")
+    else:
+        print(f"{'test:':<13}accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}")
+        for name, b in summary["baselines"].items():  # majority first
+            print(
+                f"{name + ':':<13}accuracy {b['accuracy']:.4f}  balanced accuracy {b['balanced_accuracy']:.4f}"
+            )
     print(f"{'verdict:':<13}{summary['verdict'].upper()}")
     for reason in summary.get("reasons", []):
         print(f"  - {reason}")
@@ -172,7 +210,7 @@ def build_retrain_parser() -> argparse.ArgumentParser:
         "--task-runner",
         choices=["thread", "dask"],
         default="thread",
-        help="where per-ticker ingest runs: threads here (default) or Dask",
+        help="where per-ticker ingest and the walk-forward folds run: threads here (default) or Dask",
     )
     g.add_argument("--dask-address", help="with --task-runner dask: a scheduler, e.g. tcp://10.0.0.5:8786")
     return parser

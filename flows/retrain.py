@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow
+from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from flows.common import resolve_home, resolve_registry, with_task_runner
 from flows.ingest import ingest
 from models.config import PipelineConfig
+from models.dataset.arrays import DatasetInfo
 from models.errors import ModelRejected, RejectedBefore
-from tasks.dataset import build_dataset
+from tasks.dataset import build_dataset, build_folds
 from tasks.freshness import (
     check_full_universe,
     check_session,
@@ -35,12 +37,20 @@ from tasks.freshness import (
     unchanged_champion,
 )
 from tasks.publish import publish
-from tasks.train import evaluate, train_model
+from tasks.train import evaluate, evaluate_folds, train_fold, train_model
 
 FORCE_HINT = (
     "to retrain anyway: `make demo ARGS=--force`, `python -m flows.retrain --force`, "
     "or `--param force=true` on `prefect deployment run`"
 )
+
+
+@flow(name="walk-forward")
+def walk_forward(folds: list[DatasetInfo], config: PipelineConfig, run_dir: str) -> list[dict]:
+    """Train and predict every fold as its own task; on a Dask task runner they run on the workers."""
+    futures = [train_fold.submit(info.fold, info, config, run_dir) for info in folds]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 @flow(name="retrain")
@@ -60,8 +70,8 @@ def retrain(
     without training when a rejected version was trained on exactly this data and config (unless
     `force`), and when ingest quarantined a ticker while `config.gate.require_full_universe` is on.
     `force` also reads every ticker's source again instead of replaying the ingest cache.
-    `now` pins the clock for the session check and the data's age; `task_runner="dask"` fans ingest
-    out on Dask.
+    `now` pins the clock for the session check and the data's age; `task_runner="dask"` fans the
+    per-ticker ingest and the walk-forward folds out on Dask.
     """
     home = resolve_home(home)
     run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
@@ -94,9 +104,16 @@ def retrain(
         error = RejectedBefore(config.model.name, version, reasons, FORCE_HINT, quarantined)
         report_skip(error.reason, FORCE_HINT)
         raise error
-    info = build_dataset(config, home, tickers, end, run_dir, quarantined, now)
-    trained = train_model(info, config, run_dir)
-    evaluation = evaluate(info, trained, config, registry_root)
+    if config.evaluation.scheme == "holdout":
+        info = build_dataset(config, home, tickers, end, run_dir, quarantined, now)
+        trained = train_model(info, config, run_dir)
+        evaluation = evaluate(info, trained, config, registry_root)
+    else:
+        folds = build_folds(config, home, tickers, end, run_dir, quarantined, now)
+        records = with_task_runner(walk_forward, task_runner, dask_address)(folds, config, run_dir)
+        evaluation = evaluate_folds(records, folds, config, registry_root, run_dir)
+        # The published model is the most recent fold's, with the stats its own training used.
+        info, trained = folds[-1], records[-1]["training"]
     summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)

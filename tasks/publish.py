@@ -45,6 +45,7 @@ def publish(
         Path(run_dir) / "publish",
         smoke_prices=smoke_prices,
         keep=config.registry.keep_versions,
+        rejudge=lambda version: _rejudge(registry, config, evaluation, version),
     )
     verdict = manifest["gate"]["verdict"]
     uri = bundle.url
@@ -53,8 +54,8 @@ def publish(
         markdown=registry.read_file(bundle, "report.md").decode(),
         description=f"{bundle} {verdict}",
     )
-    rows = [{"model": "this model", **_scores(manifest["metrics"])}]
-    rows += [{"model": name, **_scores(b)} for name, b in manifest["baselines"].items()]
+    rows = [{"model": "this model", **_flat(_scores(manifest["metrics"]))}]
+    rows += [{"model": name, **_flat(_scores(b))} for name, b in manifest["baselines"].items()]
     create_table_artifact(key="retrain-metrics", table=rows, description=f"{bundle} test metrics")
     create_link_artifact(key="model-bundle", link=uri, link_text=f"{bundle} ({verdict})")
     emit_event(
@@ -72,7 +73,7 @@ def publish(
         },
     )
     get_run_logger().info("published %s (%s) at %s", bundle, verdict, uri)
-    return {
+    summary = {
         "model": bundle.model,
         "version": bundle.version,
         "path": str(bundle.path) if bundle.path is not None else uri,
@@ -83,7 +84,44 @@ def publish(
         "synthetic_data": manifest["synthetic_data"],
         "data": manifest.get("data") or {},
     }
+    section = manifest.get("evaluation")
+    if section:
+        summary["evaluation"] = {
+            "scheme": section["scheme"],
+            "folds": section["folds"],
+            "sample": section["sample"],
+            "strongest_baseline": section["pooled"]["strongest_baseline"],
+            "direction_skill": section["direction_skill"],
+            "carried_by": section["carried_by"],
+            "meaning": section["meaning"],
+        }
+    return summary
+
+
+def _rejudge(registry: Registry, config: PipelineConfig, evaluation: dict, version: int | None) -> dict:
+    """The candidate's evaluation against the champion now in place (it moved during this run)."""
+    from models.training.evaluation import rejudge
+
+    bundle = registry.local_path(f"{config.model.name}/{version}") if version is not None else None
+    get_run_logger().warning("the champion moved to %s during this run: comparing again", version)
+    return rejudge(evaluation, config, bundle, version)
 
 
 def _scores(metrics: dict) -> dict:
-    return {k: round(float(metrics[k]), 4) for k in ("accuracy", "balanced_accuracy") if k in metrics}
+    """Accuracy and balanced accuracy, and where present the interval and the model-minus-it bounds."""
+    out = {k: round(float(metrics[k]), 4) for k in ("accuracy", "balanced_accuracy") if k in metrics}
+    for key in ("interval", "difference"):
+        if metrics.get(key):
+            out[key] = {k: round(float(v), 4) for k, v in metrics[key].items()}
+    return out
+
+
+def _flat(scores: dict) -> dict:
+    """Table-artifact cells: nested intervals become `interval_lower`, `difference_lower`, ..."""
+    out = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            out |= {f"{key}_{k}": v for k, v in value.items() if k in ("lower", "upper", "estimate")}
+        else:
+            out[key] = value
+    return out

@@ -1,4 +1,8 @@
-"""Prefect tasks: guarded training and evaluation against baselines and the champion."""
+"""Prefect tasks: guarded training and evaluation against baselines and the champion.
+
+Holdout: `train_model` then `evaluate`. Walk-forward: one `train_fold` task per fold (submitted, so a
+Dask task runner spreads them over workers), then `evaluate_folds` pools their predictions.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,14 @@ from prefect.logging import get_run_logger
 from models.config import PipelineConfig
 from models.dataset.arrays import DatasetInfo
 from models.registry import Registry, RegistryError
+
+
+def current_champion(registry: Registry, name: str):
+    """The champion's bundle, or None when there is none."""
+    try:
+        return registry.resolve(f"{name}@champion")
+    except RegistryError:
+        return None
 
 
 @task
@@ -29,10 +41,7 @@ def evaluate(dataset: DatasetInfo, trained: dict, config: PipelineConfig, regist
     from models.training import evaluation
 
     registry = Registry(registry_root)
-    try:
-        champion = registry.resolve(f"{config.model.name}@champion")
-    except RegistryError:
-        champion = None
+    champion = current_champion(registry, config.model.name)
     fatal = [d for d in trained["diagnoses"] if d.get("fatal", True)]
     result = evaluation.evaluate_run(
         Path(dataset.path),
@@ -51,6 +60,52 @@ def evaluate(dataset: DatasetInfo, trained: dict, config: PipelineConfig, regist
             c["theirs"],
             c["needed"],
             "pass" if c["passed"] else "FAIL",
+        )
+    logger.info("gate verdict: %s", result["gate"]["verdict"])
+    return result
+
+
+@task(task_run_name="fold-{fold}")
+def train_fold(fold: int, dataset: DatasetInfo, config: PipelineConfig, run_dir: str) -> dict:
+    """One walk-forward fold: audit, guarded training, out-of-sample predictions of model and baselines."""
+    from models.training.folds import run_fold  # TensorFlow is imported only where something trains
+
+    logger = get_run_logger()
+    record = run_fold(dataset, config, Path(run_dir) / "folds" / f"fold-{fold}", log=logger.info)
+    logger.info(
+        "fold %d: test %s, balanced accuracy %.4f (strongest baseline %s)",
+        fold,
+        "..".join(record["splits"]["test"]),
+        record["metrics"]["balanced_accuracy"],
+        max(record["baselines"], key=lambda n: record["baselines"][n]["balanced_accuracy"]),
+    )
+    return record
+
+
+@task
+def evaluate_folds(
+    records: list[dict], datasets: list[DatasetInfo], config: PipelineConfig, registry_root: str, run_dir: str
+) -> dict:
+    """Pool the folds' out-of-sample predictions, bootstrap the intervals, compare, and gate."""
+    from models.training import evaluation
+
+    registry = Registry(registry_root)
+    champion = current_champion(registry, config.model.name)
+    result = evaluation.evaluate_walk_forward(
+        records,
+        datasets,
+        config,
+        Path(run_dir) / "evaluation",
+        registry.local_path(champion) if champion else None,
+        champion.version if champion else None,
+    )
+    logger = get_run_logger()
+    for rule in result["gate"]["rules"]:
+        logger.info(
+            "gate %s: %s%s",
+            rule["rule"],
+            "pass" if rule["passed"] else "FAIL",
+            f" - {rule['message']}" if rule["criterion"] else f" (reported only) - {rule['message']}",
         )
     logger.info("gate verdict: %s", result["gate"]["verdict"])
     return result

@@ -6,7 +6,15 @@ the report, publication and the `python -m models` CLI. May import every other p
 """
 
 from models.registry.bundle import BundleRef, RegistryError
-from models.registry.local import Registry, load_predictor
+from models.registry.local import ChampionMoved, Registry, load_predictor, smoke_state
 from models.registry.object_store import ObjectStoreRegistry
 
-__all__ = ["BundleRef", "ObjectStoreRegistry", "Registry", "RegistryError", "load_predictor"]
+__all__ = [
+    "BundleRef",
+    "ChampionMoved",
+    "ObjectStoreRegistry",
+    "Registry",
+    "RegistryError",
+    "load_predictor",
+    "smoke_state",
+]

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -58,6 +60,37 @@ from models.registry.bundle import (
     verify_folder,
     write_json_atomic,
 )
+
+# The serving smoke test's state in a manifest (`smoke_test.state`), and how each reads in a message.
+SMOKE_STATES = {
+    "passed": "passed",
+    "failed": "failed",
+    "pending": "never finished (the publisher stopped during it)",
+    "not_run": "was not run (publishing asked for no smoke test)",
+    "unknown": "has no record (a bundle from before smoke tests were recorded)",
+}
+ANY_CHAMPION = object()  # `promote` without a compare-and-set
+
+
+def smoke_state(manifest: dict) -> str:
+    """`passed`, `failed`, `pending`, `not_run`, or `unknown` for a manifest without the record."""
+    state = (manifest.get("smoke_test") or {}).get("state", "unknown")
+    return state if state in SMOKE_STATES else "unknown"
+
+
+class ChampionMoved(RegistryError):
+    """The champion is no longer the version a candidate was compared with."""
+
+    def __init__(self, model: str, expected: int | None, current: int | None):
+        self.model, self.expected, self.current = model, expected, current
+        super().__init__(
+            f"{model}: the champion moved from {_version_name(expected)} to {_version_name(current)} "
+            "since the candidate was compared"
+        )
+
+
+def _version_name(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 class Registry:
@@ -299,12 +332,18 @@ class Registry:
             fsync_dir(folder)
             return self._bundle_ref(model, version)
 
-    def promote(self, model: str, version: int) -> dict[str, int]:
+    def promote(
+        self, model: str, version: int, *, expected_champion: int | None | object = ANY_CHAMPION
+    ) -> dict[str, int]:
         """Make `version` the champion, and `latest` the newest promoted version that verifies.
 
-        The bundle is verified first; a version whose gate verdict is not `promoted` is refused.
-        `latest` stays on a newer version only if that one still verifies and was promoted, so an
-        alias left dangling (its version deleted or damaged) is repaired here.
+        The bundle is verified first; a version whose gate verdict is not `promoted`, or whose serving
+        smoke test failed or never finished, is refused. `latest` stays on a newer version only if
+        that one still verifies and was promoted, so an alias left dangling (its version deleted or
+        damaged) is repaired here. With `expected_champion` (a version, or None for "no champion
+        yet") the move is a compare-and-set under the registry lock: when the champion is another
+        version by then, ChampionMoved is raised and nothing changes, so the caller can compare its
+        candidate with the new champion first.
 
         Returns:
             The alias table after the change.
@@ -313,8 +352,16 @@ class Registry:
         verdict = manifest.get("gate", {}).get("verdict", "promoted")
         if verdict != "promoted":
             raise RegistryError(f"{model}/{version} was {verdict}; refusing to promote it")
+        smoke = smoke_state(manifest)
+        if smoke in ("pending", "failed"):
+            raise RegistryError(
+                f"{model}/{version}: its serving smoke test {SMOKE_STATES[smoke]}; refusing to promote it"
+            )
         with self._locked(model):
             current = self.aliases(model)
+            champion = int(current["champion"]) if "champion" in current else None
+            if expected_champion is not ANY_CHAMPION and champion != expected_champion:
+                raise ChampionMoved(model, expected_champion, champion)
             # Two runs promoting out of order must not move `latest` backwards.
             latest = current.get("latest", version)
             if latest <= version or not self._promotable(model, latest):
@@ -328,6 +375,41 @@ class Registry:
         except RegistryError:
             return False
         return manifest.get("gate", {}).get("verdict", "promoted") == "promoted"
+
+    def amend(self, model: str, version: int, changes: dict, report: str | None = None) -> dict:
+        """Update top-level manifest fields of an unaliased version (its smoke-test record, a gate
+        verdict reached again against a new champion); `report` replaces report.md.
+
+        Like `reject`, files are replaced one by one, each atomically, manifest last.
+
+        Returns:
+            The new manifest.
+        """
+        with self._locked(model):
+            if version in self.aliases(model).values():
+                raise RegistryError(f"{model}/{version} is aliased; its manifest is no longer amended")
+            manifest = self.manifest(f"{model}/{version}")
+            manifest.update(changes)
+            if report is not None:
+                data = report.encode()
+                self._replace_file(model, version, "report.md", data)
+                manifest["files"]["report.md"] = {
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": len(data),
+                }
+            self._replace_file(
+                model, version, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+            )
+            return manifest
+
+    def _replace_file(self, model: str, version: int, name: str, data: bytes) -> None:
+        folder = self.model_dir(model) / str(version)
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / name)
 
     def reject(self, model: str, version: int, reason: str, report: str | None = None) -> dict:
         """Mark an unaliased version rejected after the fact (e.g. its serving smoke test failed).
@@ -392,8 +474,9 @@ class Registry:
     def set_alias(self, model: str, alias: str, version: int, *, force: bool = False) -> dict[str, int]:
         """Point `alias` at an existing, verified version (e.g. roll the champion back).
 
-        A rejected version is refused unless `force` is set. A damaged aliases.json is repaired:
-        its valid entries are kept, the others dropped, and `alias` set.
+        A rejected version, or one that never passed the serving smoke test, is refused unless
+        `force` is set. A damaged aliases.json is repaired: its valid entries are kept, the others
+        dropped, and `alias` set.
         """
         check_model_name(model)
         if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
@@ -405,6 +488,12 @@ class Registry:
         verdict = manifest.get("gate", {}).get("verdict", "promoted")
         if verdict != "promoted" and not force:
             raise RegistryError(f"{model}/{version} was {verdict}; pass force to alias it anyway")
+        smoke = smoke_state(manifest)
+        if smoke != "passed" and not force:
+            raise RegistryError(
+                f"{model}/{version} never passed the serving smoke test (it {SMOKE_STATES[smoke]}); "
+                "pass force to alias it anyway"
+            )
         with self._locked(model):
             return self._set_aliases(model, {alias: version}, salvage=True)
 

@@ -310,6 +310,9 @@ class ObjectStoreRegistry(Registry, remote=True):
             self.fs.pipe_file(self._mkey(model, version, MANIFEST), payload)
             return manifest
 
+    def _replace_file(self, model: str, version: int, name: str, data: bytes) -> None:
+        self.fs.pipe_file(self._key(model, version, name), data)
+
     def prune(self, model: str, keep: int = 10) -> list[int]:
         """As Registry.prune; the manifest goes first, so a half-deleted version is never listed."""
         if keep < 1:

@@ -396,6 +396,19 @@ def evaluate_walk_forward(
         "dataset": last.path,
         "fatal": fatal,
         "evidence": evidence,
+        "diagnoses": [{**d, "fold": r["fold"]} for r in fold_records for d in r["training"]["diagnoses"]],
+        "fold_runs": [
+            {
+                "fold": r["fold"],
+                "sizes": r["sizes"],
+                "validation": r["splits"]["validation"],
+                "epochs_run": r["training"]["epochs_run"],
+                "best_epoch": r["training"]["best_epoch"],
+                "seconds": round(r["training"]["seconds"], 2),
+                "leakage_audit": r["audit"],
+            }
+            for r in sorted(fold_records, key=lambda r: r["fold"])
+        ],
     }
     return _judge_walk_forward(inputs, config, champion_bundle, champion_version, pooled, last)
 
@@ -425,6 +438,8 @@ def _judge_walk_forward(
         "champion_version": champion_version,
         "gate": verdict.as_dict(),
         "walk_forward": evidence,
+        "fold_runs": inputs["fold_runs"],
+        "diagnoses": inputs["diagnoses"],
         "inputs": inputs,
     }
 

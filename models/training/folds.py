@@ -65,6 +65,7 @@ def run_fold(
         "dataset": dataset.path,
         "splits": dataset.splits,
         "sizes": dataset.sizes,
+        "audit": dataset.audit,
         "training": result.as_dict(),
         "predictions": str(path),
         "train_direction": CLASS_NAMES[direction],
