@@ -50,59 +50,90 @@ def sample_prices(config: PipelineConfig) -> dict[str, pd.DataFrame]:
 def run_without_prefect(config: PipelineConfig, home, inject=None, prices=None) -> dict:
     """The retrain pipeline's models/ calls in order (what the flow wires), for fault injection.
 
-    `inject(info)` may modify the built dataset's files and may return labels that replace the
-    dataset's. Returns what happened: `stage` reached, diagnosis codes, verdict and version.
+    Walk-forward (the default scheme): every fold is built, trained and predicted, then pooled and
+    judged; holdout: one split. `inject(info)` may modify a built dataset's files (every fold's) and
+    may return labels that replace the dataset's. Returns what happened: `stage` reached, diagnosis
+    codes, verdict and version.
     """
     from pathlib import Path
 
-    from models.dataset.build import build_dataset
+    from models.dataset.build import build_dataset, build_walk_forward
     from models.diagnosis import GuardFailure
     from models.registry import Registry, RegistryError
     from models.registry.publication import publish_run
-    from models.training.evaluation import evaluate_run
+    from models.training.evaluation import evaluate_run, evaluate_walk_forward, rejudge
+    from models.training.folds import run_fold
     from models.training.trainer import train
 
     home = Path(home)
     registry = Registry(home / "registry")
+    walk_forward = config.evaluation.scheme == "walk_forward"
+    prices = prices or sample_prices(config)
     try:
-        info = build_dataset(
-            prices or sample_prices(config), config, home / "run" / "dataset", {"kind": "sample"}
-        )
+        if walk_forward:
+            folds = build_walk_forward(prices, config, home / "run" / "dataset", {"kind": "sample"})
+        else:
+            folds = [build_dataset(prices, config, home / "run" / "dataset", {"kind": "sample"})]
     except GuardFailure as err:
         return {"stage": "dataset", "codes": err.codes, "message": str(err), "version": None}
-    labels = inject(info) if inject else None
-    try:
-        result = train(info, config, home / "run" / "training", log=lambda _m: None, labels_override=labels)
-    except GuardFailure as err:
-        return {"stage": "preflight", "codes": err.codes, "message": str(err), "version": None}
     try:
         champion = registry.resolve(f"{config.model.name}@champion")
     except RegistryError:
         champion = None
-    fatal = [d for d in result.diagnoses if d["fatal"]]
-    evaluation = evaluate_run(
-        Path(info.path),
-        Path(result.model_path),
-        config.gate,
-        fatal,
-        champion.path if champion else None,
-        champion.version if champion else None,
-    )
+    champion_args = (champion.path, champion.version) if champion else (None, None)
+    try:
+        if walk_forward:
+            records = []
+            for info in folds:
+                labels = inject(info) if inject else None
+                records.append(
+                    run_fold(
+                        info,
+                        config,
+                        home / "run" / f"fold-{info.fold}",
+                        log=lambda _m: None,
+                        labels_override=labels,
+                    )
+                )
+        else:
+            labels = inject(folds[0]) if inject else None
+            result = train(
+                folds[0], config, home / "run" / "training", log=lambda _m: None, labels_override=labels
+            )
+    except GuardFailure as err:
+        return {"stage": "preflight", "codes": err.codes, "message": str(err), "version": None}
+    if walk_forward:
+        evaluation = evaluate_walk_forward(
+            records, folds, config, home / "run" / "evaluation", *champion_args
+        )
+        info, training = folds[-1], records[-1]["training"]
+        diagnoses = evaluation["diagnoses"]
+    else:
+        fatal = [d for d in result.diagnoses if d["fatal"]]
+        evaluation = evaluate_run(
+            Path(folds[0].path), Path(result.model_path), config.gate, fatal, *champion_args
+        )
+        info, training = folds[0], result.as_dict()
+        diagnoses = result.diagnoses
     bundle, manifest = publish_run(
         registry,
         config,
         info,
-        result.as_dict(),
+        training,
         evaluation,
         {"kind": "sample", "synthetic": True},
         None,
         home / "run" / "publish",
+        rejudge=lambda v: rejudge(
+            evaluation, config, registry.local_path(f"{config.model.name}/{v}") if v else None, v
+        ),
     )
     return {
         "stage": "published",
-        "codes": [d["code"] for d in result.diagnoses],
+        "codes": [d["code"] for d in diagnoses],
         "verdict": manifest["gate"]["verdict"],
         "reasons": manifest["gate"]["reasons"],
         "version": bundle.version,
         "manifest": manifest,
+        "evaluation": evaluation,
     }

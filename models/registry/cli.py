@@ -26,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from models.registry import Registry, RegistryError
+from models.registry import Registry, RegistryError, smoke_state
 from models.registry.bundle import check_model_name
 
 
@@ -52,6 +52,7 @@ def version_rows(registry: Registry, model: str) -> list[dict]:
                 "verdict": manifest.get("gate", {}).get("verdict", "?"),
                 "created_at": manifest.get("created_at", "?"),
                 "balanced_accuracy": manifest.get("metrics", {}).get("balanced_accuracy"),
+                "smoke": smoke_state(manifest),
                 "aliases": sorted(a for a, v in aliases.items() if int(v) == version),
             }
         )
@@ -100,7 +101,8 @@ def cmd_list(registry: Registry, args: argparse.Namespace) -> int:
             score = row.get("balanced_accuracy")
             print(
                 f"  {row['version']:>4}  {row['verdict']:<9} {row.get('created_at', ''):<26} "
-                f"{'' if score is None else f'bal.acc {score:.4f}':<15} {' '.join(row['aliases'])}"
+                f"{'' if score is None else f'bal.acc {score:.4f}':<15} "
+                f"{'smoke ' + row.get('smoke', '?'):<14} {' '.join(row['aliases'])}"
             )
     return 0
 

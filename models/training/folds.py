@@ -25,9 +25,16 @@ PREDICTIONS_FILE = "predictions.npz"
 
 
 def run_fold(
-    dataset: DatasetInfo, config: PipelineConfig, out_dir: Path, log: Callable[[str], None] = print
+    dataset: DatasetInfo,
+    config: PipelineConfig,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    labels_override: np.ndarray | None = None,
 ) -> dict:
     """Train the fold's model (leakage audit, preflight, live guards) and predict its test period.
+
+    Args:
+        labels_override: Replaces the fold's labels in training (how tests inject broken labels).
 
     Raises:
         GuardFailure: the fold leaks or fails the preflight (nothing is trained).
@@ -37,7 +44,13 @@ def run_fold(
         test metrics of the model and of each baseline.
     """
     out_dir = Path(out_dir)
-    result = trainer.train(dataset, config, out_dir, log=lambda m: log(f"fold {dataset.fold}: {m}"))
+    result = trainer.train(
+        dataset,
+        config,
+        out_dir,
+        log=lambda m: log(f"fold {dataset.fold}: {m}"),
+        labels_override=labels_override,
+    )
     arrays = load_arrays(Path(dataset.path))
     matrix = normalized_matrix(dataset, arrays)
     test = arrays.ends["test"]

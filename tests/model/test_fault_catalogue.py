@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,10 +68,11 @@ def labels_scaled_with_features(info):
 
 
 def nan_in_features(info):
-    path = f"{info.path}/{ROWS_FILE}"
+    folder = Path(info.path)
+    path = folder / ROWS_FILE if (folder / ROWS_FILE).exists() else folder.parent / ROWS_FILE  # a fold's
     with np.load(path) as z:
         data = dict(z)
-    data["matrix"][data["ends_train"][100], 0] = np.nan
+    data["matrix"][load_arrays(info.path).ends["train"][100], 0] = np.nan
     np.savez(path, **data)
 
 

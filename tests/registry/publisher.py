@@ -2,6 +2,10 @@
 
     python publisher.py publish ROOT COUNT          publish COUNT versions, print their numbers
     python publisher.py crash ROOT STEP             publish one version, SIGKILL itself at STEP
+    python publisher.py judged ROOT COUNT SEED      release COUNT versions with random scores through
+                                                    models.registry.publication.release (compare, then
+                                                    compare-and-set); print each promotion as JSON
+    python publisher.py smoke-kill ROOT             release one version, SIGKILL itself in the smoke test
 
 ROOT is a folder or an fsspec URL (s3://bucket/prefix, with AWS_ENDPOINT_URL set for a local S3).
 The crash points are set by wrapping the file-system calls the registry makes, inside this process
@@ -61,8 +65,73 @@ def bundle_files(folder: Path, tag: str) -> dict[str, Path]:
     return files
 
 
-def manifest(tag: str) -> dict:
-    return {"created_at": tag, "gate": {"verdict": "promoted", "reasons": []}}
+def manifest(tag: str, score: float | None = None) -> dict:
+    return {
+        "created_at": tag,
+        "gate": {"verdict": "promoted", "reasons": []},
+        "smoke_test": {"state": "passed"},
+        **({} if score is None else {"score": score}),
+    }
+
+
+def judged(registry: Registry, scratch: Path, count: int, seed: int) -> list[dict]:
+    """Release versions whose 'evaluation' is a score: promoted only if not below the champion's.
+
+    Each candidate is compared with the champion of the moment it is evaluated, then waits a little
+    (another publisher may promote meanwhile), then is released by compare-and-set.
+    """
+    import random
+    import time
+
+    from models.registry.publication import release
+
+    rng = random.Random(seed)
+    log = []
+
+    def champion() -> tuple[int | None, float]:
+        table = registry.aliases(MODEL)
+        if "champion" not in table:
+            return None, float("-inf")
+        return int(table["champion"]), float(registry.manifest(f"{MODEL}/{table['champion']}")["score"])
+
+    def judge(score: float, against: int | None) -> dict:
+        theirs = float("-inf") if against is None else float(registry.manifest(f"{MODEL}/{against}")["score"])
+        ok = score >= theirs
+        gate = {"verdict": "promoted" if ok else "rejected", "reasons": [] if ok else [f"below v{against}"]}
+        return {"gate": gate, "champion": {"version": against, "score": theirs}}
+
+    for i in range(count):
+        score = rng.random()
+        expected, theirs = champion()
+        evaluation = judge(score, expected)
+        time.sleep(rng.random() * 0.05)
+        compared = [expected]
+
+        def rejudge(current: int | None, score=score, compared=compared) -> dict:
+            compared.append(current)
+            return judge(score, current)
+
+        meta = {**manifest(f"{os.getpid()}-{i}", score), "gate": evaluation["gate"]}
+        bundle = release(
+            registry,
+            MODEL,
+            bundle_files(scratch / str(i), f"{os.getpid()}-{i}"),
+            meta,
+            smoke=lambda b: {"passed": True, "reason": None},
+            expected_champion=expected,
+            rejudge=rejudge,
+        )
+        stored = registry.manifest(bundle)
+        log.append(
+            {
+                "version": bundle.version,
+                "score": score,
+                "verdict": stored["gate"]["verdict"],
+                "compared": compared,
+                "replaced": compared[-1] if stored["gate"]["verdict"] == "promoted" else None,
+            }
+        )
+    return log
 
 
 def arm(step: str) -> None:
@@ -147,6 +216,23 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         print(json.dumps(done))
         return 0
+    if mode == "judged":
+        print(json.dumps(judged(registry, scratch, int(argv[2]), int(argv[3]))))
+        return 0
+    if mode == "smoke-kill":
+        from models.registry.publication import release
+
+        release(
+            registry,
+            MODEL,
+            bundle_files(scratch, "smoke-kill"),
+            {"created_at": "smoke-kill", "gate": {"verdict": "promoted", "reasons": []}},
+            smoke=lambda bundle: die(),
+            expected_champion=registry.aliases(MODEL).get("champion"),
+            rejudge=None,
+        )
+        print("published without crashing", file=sys.stderr)
+        return 3
     if mode == "crash":
         step = argv[2]
         remote = isinstance(registry, ObjectStoreRegistry)

@@ -228,3 +228,132 @@ def test_cli_lists_shows_and_rolls_back(registry, tmp_path):
     missing = cli("show", "updown@nightly")
     assert missing.returncode == 1 and "has no alias 'nightly'" in missing.stderr
     assert cli("--help").returncode == 0 and "python -m models predict" in cli("--help").stdout
+
+
+# -- promotion: compare-and-set, and the serving smoke test's state --------------------------------
+
+
+def release_scored(registry: Registry, tmp_path: Path, tag: str, score: float, expected, log: list):
+    """Release a stand-in version judged by `score` against the champion it is compared with."""
+    from models.registry.publication import release
+
+    def judge(against):
+        theirs = -1.0 if against is None else registry.manifest(f"updown/{against}")["score"]
+        ok = score >= theirs
+        return {
+            "gate": {"verdict": "promoted" if ok else "rejected", "reasons": [] if ok else ["lost"]},
+            "champion": {"version": against},
+        }
+
+    def rejudge(current):
+        log.append(current)
+        return judge(current)
+
+    meta = {**manifest(tag, score), "gate": judge(expected)["gate"]}
+    return release(
+        registry,
+        "updown",
+        bundle_files(tmp_path / "src" / tag, tag),
+        meta,
+        smoke=lambda bundle: {"passed": True, "reason": None},
+        expected_champion=expected,
+        rejudge=rejudge,
+    )
+
+
+def test_a_candidate_compared_with_an_old_champion_is_compared_again_and_cannot_move_it_back(
+    registry, tmp_path
+):
+    """Run A compares with v1 and is slow; run B promotes a better v2 meanwhile. A must not win."""
+    log: list = []
+    release_scored(registry, tmp_path, "v1", 0.5, None, log)
+    release_scored(registry, tmp_path, "b", 0.9, 1, log)  # B: compared with v1, promoted
+    assert registry.aliases("updown")["champion"] == 2
+    a = release_scored(registry, tmp_path, "a", 0.7, 1, log)  # A was compared with v1 only
+    assert log == [2]  # the champion had moved: A was judged again, against v2
+    stored = registry.manifest(a)
+    assert stored["gate"]["verdict"] == "rejected"
+    assert "champion moved from v1 to v2" in stored["gate"]["reasons"][-1]
+    assert registry.aliases("updown") == {"champion": 2, "latest": 2}
+    better = release_scored(registry, tmp_path, "c", 0.95, 1, log)  # beats v2 too: promoted
+    assert registry.aliases("updown")["champion"] == better.version and log == [2, 2]
+
+
+def test_promote_with_an_expected_champion_is_a_compare_and_set(registry, tmp_path):
+    from models.registry import ChampionMoved
+
+    publish(registry, tmp_path, "a")
+    bundle = registry.add_version("updown", bundle_files(tmp_path / "b", "b"), manifest("b"))
+    with pytest.raises(ChampionMoved, match="moved from none to v1") as moved:
+        registry.promote("updown", bundle.version, expected_champion=None)
+    assert moved.value.current == 1 and registry.aliases("updown")["champion"] == 1
+    assert registry.promote("updown", bundle.version, expected_champion=1)["champion"] == 2
+
+
+def test_overlapping_publishers_never_move_the_champion_to_an_uncompared_version(registry):
+    registry.root.mkdir(parents=True)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(PUBLISHER), "judged", str(registry.root), "8", str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for seed in (1, 2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    events = [e for out, _ in outputs for e in json.loads(out)]
+    promoted = [e for e in events if e["verdict"] == "promoted"]
+    scores = {e["version"]: e["score"] for e in events}
+    # Compare-and-set: each champion is replaced at most once, by a version compared with it and at
+    # least as good, so the promotions form one chain from the first champion to the last.
+    replaced = [e["replaced"] for e in promoted]
+    assert len(replaced) == len(set(replaced)), replaced
+    for e in promoted:
+        assert e["replaced"] is None or e["score"] >= scores[e["replaced"]], e
+    chain, current = [], None
+    successor = {e["replaced"]: e["version"] for e in promoted}
+    while current in successor:
+        current = successor[current]
+        chain.append(current)
+    assert sorted(chain) == sorted(e["version"] for e in promoted)
+    assert registry.aliases("updown")["champion"] == chain[-1]
+    assert scores[chain[-1]] == max(scores[v] for v in chain)
+    assert_readable(registry)
+
+
+def test_a_version_killed_in_its_smoke_test_is_visibly_not_promotable(registry, tmp_path):
+    publish(registry, tmp_path, "first")
+    done = run_publisher("smoke-kill", str(registry.root))
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert registry.versions("updown") == [1, 2]
+    assert registry.manifest("updown/2")["smoke_test"] == {"state": "pending"}
+    assert registry.aliases("updown") == {"champion": 1, "latest": 1}
+    with pytest.raises(RegistryError, match="smoke test never finished"):
+        registry.promote("updown", 2)
+    with pytest.raises(RegistryError, match="never passed the serving smoke test"):
+        registry.set_alias("updown", "champion", 2)
+    listing = subprocess.run(
+        [sys.executable, "-m", "models", "list", "--registry", str(registry.root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    line = next(x for x in listing.stdout.splitlines() if x.strip().startswith("2 "))
+    assert "smoke pending" in line, listing.stdout
+    assert registry.set_alias("updown", "champion", 2, force=True)["champion"] == 2
+
+
+@pytest.mark.parametrize("state", ["failed", "not_run", None])
+def test_alias_set_refuses_a_version_that_never_passed_the_smoke_test(registry, tmp_path, state):
+    publish(registry, tmp_path, "a")
+    meta = manifest("b")
+    meta["smoke_test"] = {"state": state} if state else None
+    if state is None:
+        del meta["smoke_test"]
+    registry.add_version("updown", bundle_files(tmp_path / "b", "b"), meta)
+    with pytest.raises(RegistryError, match="never passed the serving smoke test"):
+        registry.set_alias("updown", "canary", 2)
+    assert registry.set_alias("updown", "canary", 2, force=True)["canary"] == 2
