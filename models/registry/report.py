@@ -146,9 +146,19 @@ def render_report(manifest: dict) -> str:
     lines.append(f"| **this model** | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} |")
     for name, base in b.items():
         lines.append(f"| {name} | {base['accuracy']:.4f} | {base['balanced_accuracy']:.4f} |")
-    if manifest.get("champion"):
-        c = manifest["champion"]
+    c = manifest.get("champion")
+    if c and "compared" not in c:  # holdout: the champion on the same test split
         lines.append(f"| champion v{c['version']} | {c['accuracy']:.4f} | {c['balanced_accuracy']:.4f} |")
+    elif c:  # walk-forward: on the windows out of sample for both (see the gate's champion rule)
+        lines.append(
+            f"| champion v{c['version']} | | "
+            + (
+                f"{c['balanced_accuracy']:.4f} vs this model's {c['ours']:.4f} on {c['windows']} common "
+                "out-of-sample windows |"
+                if c.get("compared")
+                else f"not compared: {c['reason']} |"
+            )
+        )
     lines += [
         "",
         f"macro-F1 {m['macro_f1']:.4f}, log loss {m.get('log_loss', float('nan')):.4f}",

@@ -69,7 +69,7 @@ def test_a_forced_second_run_on_the_same_data_publishes_version_two(home, first_
 
 
 def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
-    config = tiny_config(gate={"margin": 0.9})  # unreachable: nothing can be promoted
+    config = tiny_config(gate={"min_effect": 0.9})  # unreachable: nothing can be promoted
     registry = Registry(home / "registry")
     before = registry.aliases("updown")
     state = retrain(config, str(home), return_state=True)
