@@ -65,7 +65,8 @@ if __name__ == "__main__":
     folds = [load_info(Path(p)) for p in json.loads(sys.argv[2])]
     cluster = {"n_workers": 2, "threads_per_worker": 1} if sys.argv[3] == "dask" else {}
     started = time.perf_counter()
-    records = with_task_runner(walk_forward, sys.argv[3], None, **cluster)(folds, config, sys.argv[4])
+    parallel = sys.argv[3] == "dask"
+    records = with_task_runner(walk_forward, sys.argv[3], None, **cluster)(folds, config, sys.argv[4], parallel)
     print("BENCH " + json.dumps({"seconds": time.perf_counter() - started,
                                  "metrics": [r["metrics"]["balanced_accuracy"] for r in records]}))
 """

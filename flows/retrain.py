@@ -46,8 +46,17 @@ FORCE_HINT = (
 
 
 @flow(name="walk-forward")
-def walk_forward(folds: list[DatasetInfo], config: PipelineConfig, run_dir: str) -> list[dict]:
-    """Train and predict every fold as its own task; on a Dask task runner they run on the workers."""
+def walk_forward(
+    folds: list[DatasetInfo], config: PipelineConfig, run_dir: str, parallel: bool = False
+) -> list[dict]:
+    """Train and predict every fold as its own task.
+
+    With `parallel` (a Dask task runner) the folds are submitted and run on the workers, one process
+    each. Without it they run one after another in this process: two TensorFlow trainings in threads
+    of one process share its global random state (so neither is reproducible) and its cores.
+    """
+    if not parallel:
+        return [train_fold(info.fold, info, config, run_dir) for info in folds]
     futures = [train_fold.submit(info.fold, info, config, run_dir) for info in folds]
     wait(futures)
     return [future.result() for future in futures]
@@ -110,7 +119,9 @@ def retrain(
         evaluation = evaluate(info, trained, config, registry_root)
     else:
         folds = build_folds(config, home, tickers, end, run_dir, quarantined, now)
-        records = with_task_runner(walk_forward, task_runner, dask_address)(folds, config, run_dir)
+        records = with_task_runner(walk_forward, task_runner, dask_address)(
+            folds, config, run_dir, parallel=task_runner != "thread"
+        )
         evaluation = evaluate_folds(records, folds, config, registry_root, run_dir)
         # The published model is the most recent fold's, with the stats its own training used.
         info, trained = folds[-1], records[-1]["training"]

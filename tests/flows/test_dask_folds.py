@@ -18,7 +18,7 @@ def test_dask_folds_equal_in_process_folds(tmp_path, monkeypatch):
     folds = build_walk_forward(sample_prices(config), config, tmp_path / "dataset", {"kind": "sample"})
     here = with_task_runner(walk_forward, "thread")(folds, config, str(tmp_path / "here"))
     spread = with_task_runner(walk_forward, "dask", None, n_workers=2, threads_per_worker=1)(
-        folds, config, str(tmp_path / "spread")
+        folds, config, str(tmp_path / "spread"), parallel=True
     )
     assert [r["fold"] for r in spread] == [r["fold"] for r in here] == [0, 1]
     for a, b in zip(here, spread, strict=True):

@@ -2,6 +2,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.prices import calendar, sample
 
@@ -35,20 +36,58 @@ def test_tickers_and_variants_differ():
     assert not np.allclose(a["close"], noise["close"])
 
 
-def test_signal_variant_has_persistent_drift_and_noise_has_none():
-    """The planted signal: future 5-day returns correlate with the past 20 days only in `signal`."""
+# adj_close of AAA on 2020-01-02 in the noise variant, as generated before `volatility` was added.
+NOISE_AAA_2020_01_02 = 423.3153
 
-    def momentum_correlation(variant):
-        closes = [
-            np.log(sample.generate(t, dt.date(2024, 12, 31), variant=variant)["adj_close"].to_numpy())
-            for t in ("AAA", "BBB", "CCC", "DDD")
-        ]
-        past = np.concatenate([c[20:-5] - c[:-25] for c in closes])
-        future = np.concatenate([c[25:] - c[20:-5] for c in closes])
-        return np.corrcoef(past, future)[0, 1]
 
-    assert momentum_correlation("signal") > 0.1
-    assert abs(momentum_correlation("noise")) < 0.05
+def momentum_correlations(variant: str) -> tuple[float, float]:
+    """Correlation of the past 20 days' return with the next 5 days', on calm and on turbulent days
+    (split at the top third of trailing 20-day volatility, which the features can see)."""
+    past, future, vol = [], [], []
+    for t in ("AAA", "BBB", "CCC", "DDD"):
+        c = np.log(sample.generate(t, dt.date(2024, 12, 31), variant=variant)["adj_close"].to_numpy())
+        r = np.diff(c)
+        past.append(c[20:-5] - c[:-25])
+        future.append(c[25:] - c[20:-5])
+        vol.append(np.lib.stride_tricks.sliding_window_view(r, 20).std(axis=1)[: len(c) - 25])
+    p, f, v = (np.concatenate(x) for x in (past, future, vol))
+    turbulent = v > np.quantile(v, 2 / 3)
+    return (
+        float(np.corrcoef(p[~turbulent], f[~turbulent])[0, 1]),
+        float(np.corrcoef(p[turbulent], f[turbulent])[0, 1]),
+    )
+
+
+def test_signal_variant_trends_when_calm_and_reverses_when_turbulent():
+    """The planted signal is nonlinear: its sign depends on the volatility regime."""
+    calm, turbulent = momentum_correlations("signal")
+    assert calm > 0.3 and turbulent < -0.1
+
+
+@pytest.mark.parametrize("variant", ["volatility", "noise"])
+def test_negative_controls_have_no_momentum_in_either_regime(variant):
+    calm, turbulent = momentum_correlations(variant)
+    assert abs(calm) < 0.06 and abs(turbulent) < 0.06
+
+
+def test_volatility_variant_clusters_and_noise_does_not():
+    def vol_of_vol(variant: str) -> float:
+        r = np.diff(np.log(sample.generate("AAA", dt.date(2024, 12, 31), variant=variant)["adj_close"]))
+        vol = np.lib.stride_tricks.sliding_window_view(r, 20).std(axis=1)
+        return float(vol.std() / vol.mean())
+
+    assert vol_of_vol("volatility") > 2 * vol_of_vol("noise")
+
+
+def test_noise_variant_is_unchanged_by_the_new_variants():
+    """The noise control keeps its seeds: its prices are the ones it always had."""
+    noise = sample.generate("AAA", dt.date(2020, 1, 31), start=dt.date(2020, 1, 2), variant="noise")
+    assert noise["adj_close"].iloc[0] == pytest.approx(NOISE_AAA_2020_01_02, abs=1e-4)
+
+
+def test_an_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown sample variant 'trend'"):
+        sample.generate("AAA", dt.date(2020, 1, 31), variant="trend")
 
 
 def test_last_closed_session_respects_the_close():
