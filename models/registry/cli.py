@@ -76,14 +76,23 @@ def manifest_summary(manifest: dict) -> list[str]:
     ]
     for split, dates in (manifest.get("splits") or {}).items():
         lines.append(f"{split + ':':<12}{dates[0]} .. {dates[1]}")
+    walk_forward = (manifest.get("evaluation") or {}).get("scheme") == "walk_forward"
     if metrics:
+        interval = metrics.get("interval")
+        bounds = f" [{interval['lower']:.4f}, {interval['upper']:.4f}]" if interval else ""
         lines.append(
-            f"test:       accuracy {metrics.get('accuracy', float('nan')):.4f}  "
-            f"balanced accuracy {metrics.get('balanced_accuracy', float('nan')):.4f}"
+            f"{'pooled:' if walk_forward else 'test:':<12}accuracy {metrics.get('accuracy', float('nan')):.4f}  "
+            f"balanced accuracy {metrics.get('balanced_accuracy', float('nan')):.4f}{bounds}"
+            + (
+                f"  ({manifest['evaluation']['folds']} walk-forward folds, out of sample)"
+                if walk_forward
+                else ""
+            )
         )
     for name, base in (manifest.get("baselines") or {}).items():
         lines.append(f"{name + ':':<12}balanced accuracy {base.get('balanced_accuracy', float('nan')):.4f}")
     lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    lines.append(f"smoke test: {smoke_state(manifest)}")
     lines.append(
         f"fingerprint {str(manifest.get('data_fingerprint', ''))[:16]}  git {manifest.get('git_commit')}"
     )

@@ -25,7 +25,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(home):
-    config = learning_config("signal", training={"epochs": 3}, model={"lstm_units": [16]})
+    config = learning_config("signal", training={"epochs": 4})
     return config, retrain(config, str(home))
 
 

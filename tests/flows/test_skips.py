@@ -100,7 +100,7 @@ def run_in_fresh_process(config, home: Path, out: Path) -> dict:
 def test_an_unchanged_nightly_trains_nothing_and_imports_no_tensorflow(tmp_path):
     from prefect.client.orchestration import get_client
 
-    config = learning_config("signal", training={"epochs": 3}, model={"lstm_units": [16]})
+    config = learning_config("signal", training={"epochs": 4})
     full = run_in_fresh_process(config, tmp_path / "home", tmp_path / "full.json")
     assert full["summary"]["verdict"] == "promoted" and full["summary"]["version"] == 1
     assert full["tensorflow"]
