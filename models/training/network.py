@@ -12,14 +12,27 @@ OUTPUT_NAME = "direction"
 
 
 def build_model(
-    config: ModelConfig, window: int, n_features: int, batch_size: int | None = None
+    config: ModelConfig,
+    window: int,
+    n_features: int,
+    batch_size: int | None = None,
+    seed: int | None = None,
 ) -> keras.Model:
     """A stack of LSTM layers and a dense head of `config.output_width` units.
 
     With the default softmax head the model outputs class probabilities. A linear head outputs
     logits and is compiled with `from_logits=True`. A sigmoid head is built as asked, and then
     refused by the training preflight (it does not give probabilities over exclusive classes).
+
+    With `seed`, every initializer and dropout mask gets its own seed derived from it, so the weights
+    do not depend on what else consumed the process's global random state (Keras draws unseeded
+    initializers' seeds from Python's `random`, which a Dask worker's or Prefect's threads also use).
     """
+    seeds = iter(range(seed * 1000, seed * 1000 + 1000)) if seed is not None else None
+
+    def next_seed() -> int | None:
+        return next(seeds) if seeds is not None else None
+
     if config.stateful:
         # Stateful layers need a fixed batch: state i of one batch seeds sample i of the next.
         inputs = layers.Input(batch_shape=(batch_size, window, n_features), name=INPUT_NAME)
@@ -35,11 +48,21 @@ def build_model(
                 dropout=config.dropout,
                 recurrent_dropout=config.recurrent_dropout,
                 stateful=config.stateful,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=next_seed()),
+                seed=next_seed(),
                 name=f"lstm_{i}",
             )
         )
     activation = None if config.output_activation == "linear" else config.output_activation
-    stack.append(layers.Dense(config.output_width, activation=activation, name=OUTPUT_NAME))
+    stack.append(
+        layers.Dense(
+            config.output_width,
+            activation=activation,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+            name=OUTPUT_NAME,
+        )
+    )
     return keras.Sequential(stack, name=config.name.replace("-", "_"))
 
 

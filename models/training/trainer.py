@@ -189,7 +189,7 @@ def train(
     w, bs = config.window.length, config.training.batch_size
     ends = arrays.ends
 
-    model = build_model(config.model, w, len(dataset.features), bs)
+    model = build_model(config.model, w, len(dataset.features), bs, seed=config.training.seed)
     compile_model(model, config.model, config.training)
     # Only rows a window reads are checked: warm-up rows of other tickers are never inputs.
     used = np.unique(np.concatenate([e[:, None] - np.arange(w) for e in ends.values() if len(e)]).ravel())

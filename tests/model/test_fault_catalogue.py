@@ -186,8 +186,9 @@ def test_feature_constant_everywhere_is_only_flagged(home, monkeypatch):
     config = tiny_config(features={"names": ["log_return", "intraday_range", "always_one"]})
     outcome = run_without_prefect(config, home)
     assert outcome["stage"] == "published"
-    (flag,) = [d for d in outcome["manifest"]["diagnoses"] if d["code"] == "constant-feature"]
-    assert flag["fatal"] is False
+    flags = [d for d in outcome["manifest"]["diagnoses"] if d["code"] == "constant-feature"]
+    assert sorted(d["fold"] for d in flags) == list(range(config.evaluation.folds))  # one per fold
+    assert all(flag["fatal"] is False for flag in flags)
     assert "non-finite" not in outcome["codes"]
 
 
