@@ -114,3 +114,21 @@ def test_cli_options_override_a_config_file_without_resetting_it(tmp_path):
     assert config.source.kind == "folder" and config.source.tickers == ("ACME",)
     assert config.window.length == 7 and config.labels.horizon == 3
     assert config_from_args(parser.parse_args([])).source.kind == "sample"
+
+
+def test_the_holdout_scheme_keeps_the_margin_gate(tmp_path):
+    """`evaluation.scheme: holdout`: one split, the three simple baselines, the margin rules."""
+    config = tiny_config(evaluation={"scheme": "holdout"}, gate={"margin": 0.9})
+    state = retrain(config, str(tmp_path), return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ModelRejected)
+    manifest = json.loads((Path(error.summary["path"]) / "manifest.json").read_text())
+    assert "evaluation" not in manifest
+    assert set(manifest["baselines"]) == {"majority", "persistence", "class_prior"}
+    assert [c["against"] for c in manifest["gate"]["comparisons"]] == [
+        "majority",
+        "persistence",
+        "class_prior",
+    ]
+    assert any("by the margin 0.9" in r for r in manifest["gate"]["reasons"])
+    assert set(manifest["splits"]) == {"train", "validation", "test"}
