@@ -120,7 +120,11 @@ def render_report(manifest: dict) -> str:
     lines += [
         f"- source: `{manifest['source']['kind']}`; tickers: {', '.join(manifest['tickers'])}",
         f"- features: {', '.join(manifest['features'])}; window {manifest['window']}, horizon {manifest['horizon']}, labels {manifest['labels']['rule']} (scale {manifest['labels']['scale']:.4g})",
-        "- splits: "
+        (
+            "- splits of the published model (the most recent walk-forward fold): "
+            if manifest.get("evaluation")
+            else "- splits: "
+        )
         + "; ".join(
             f"{s} {r[0]}..{r[1]} ({manifest['split_sizes'][s]} windows)"
             for s, r in manifest["splits"].items()
