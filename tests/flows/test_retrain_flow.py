@@ -66,6 +66,16 @@ def test_a_forced_second_run_on_the_same_data_publishes_version_two(home, first_
     summary = retrain(config, str(home), force=True)
     assert summary["version"] == 2
     assert Registry(home / "registry").aliases("updown") == {"latest": 2, "champion": 2}
+    # Judged against champion v1 on the windows out of sample for both: those after v1's validation.
+    manifest = json.loads((Path(summary["path"]) / "manifest.json").read_text())
+    first = json.loads((home.resolve() / "registry" / "updown" / "1" / "manifest.json").read_text())
+    champion = manifest["champion"]
+    assert champion["version"] == 1 and champion["compared"] and champion["windows"] > 0
+    assert champion["from"] > first["splits"]["validation"][1]
+    assert champion["difference"]["estimate"] == 0  # same data, same seeds: the same model
+    (rule,) = [r for r in manifest["gate"]["rules"] if r["rule"] == "champion"]
+    assert rule["passed"] and rule["criterion"]
+    assert manifest["smoke_test"]["state"] == "passed"
 
 
 def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
