@@ -87,6 +87,7 @@ def retrain(
             "version": unchanged,
             "fingerprint": fingerprint,
             "quarantined": quarantined,
+            "ingest": ingested["records"],
         }
     rejected = None if force else rejected_before(config, fingerprint, registry_root)
     if rejected is not None:
@@ -98,6 +99,7 @@ def retrain(
     trained = train_model(info, config, run_dir)
     evaluation = evaluate(info, trained, config, registry_root)
     summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
+    summary = {**summary, "ingest": ingested["records"]}  # each ticker's ingest, for the CLI's table
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)
     return summary
