@@ -94,7 +94,7 @@ def report_ingest(source: SourceConfig, records: list[IngestRecord], max_failed_
         raise IngestFailed(
             f"{len(quarantined)} of {len(records)} tickers failed to ingest "
             f"(more than {max_failed_share:.0%}): {reasons}. Fix or drop those tickers, or allow "
-            "a larger share (max_failed_share)",
+            "a larger share (--max-failed-share; the flow parameter max_failed_share)",
             [r.as_dict() for r in records],
         )
     if quarantined:

@@ -303,7 +303,7 @@ def test_a_rejected_ingest_prints_the_table_once_and_one_paragraph(tmp_path, api
     assert "Traceback" not in result["stderr"]
     *log, paragraph = result["stderr"].strip().splitlines()
     assert paragraph.startswith("error: 2 of 5 tickers failed to ingest (more than 20%): BAD 2024-01-17")
-    assert "allow a larger share (max_failed_share)" in paragraph
+    assert "allow a larger share (--max-failed-share" in paragraph
     assert not any(line.startswith("error: ") for line in log)
 
     # Prefect's own logs of the run keep the detail.
