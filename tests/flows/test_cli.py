@@ -395,3 +395,17 @@ def test_flow_runs_refuse_the_same_values(tmp_path, prefect_api):
     a_file.write_text("")
     state = ingest(SourceConfig(tickers=("AAA",)), str(a_file), return_state=True)
     assert state.is_failed() and "is a file, not a folder" in str(state.result(raise_on_failure=False))
+
+
+def test_prefect_settings_a_run_needs_come_from_pyproject_without_any_environment(tmp_path):
+    """`python -m flows.retrain` outside make gets the same Prefect settings as `make demo`."""
+    script = (
+        "from prefect.settings import get_current_settings as s; c = s(); "
+        "print(c.server.analytics_enabled, c.server.ephemeral.startup_timeout_seconds, "
+        "c.server.ui.enabled, c.home)"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "120", "False", ".prefect"]
