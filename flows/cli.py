@@ -64,9 +64,10 @@ Examples:
 
 Prices land in <home>/prices/<source key>/<TICKER>.parquet, one folder per source.
 
-Prints one line per ticker (status, rows added, date range, reason) on stdout; --json prints them as JSON.
-Exit status: 0 done (quarantined tickers within --max-failed-share included), 1 the run failed (more
-tickers quarantined than allowed), 2 bad usage or configuration (nothing ran).
+Prints one line per ticker (every field of its ingest record: status, rows added, dates, reason, ...)
+on stdout; --json prints the records as JSON. Exit status: 0 done (quarantined tickers within
+--max-failed-share included), 1 the run failed (e.g. more tickers quarantined than allowed), 2 bad
+usage or configuration (nothing ran).
 """
 
 # Config field -> the option that sets it, so an error names what the user typed.
