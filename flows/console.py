@@ -77,12 +77,13 @@ def _cell(value: object) -> str:
 def ingest_table(records: list[dict]) -> str:
     """Every ticker's ingest outcome, one column per field of its record, then a count per status.
 
-    The columns are the records' own keys (IngestRecord.as_dict), in order, with the free-text
-    `reason` last, so a field added to IngestRecord shows up here without a change.
+    The columns are the records' own keys (IngestRecord.as_dict), in order, so a field added to
+    IngestRecord shows up here without a change; columns holding free text (a reason, a note) go
+    last, so the short ones stay aligned.
     """
     columns = list(dict.fromkeys(key for record in records for key in record))
-    if "reason" in columns:
-        columns = [c for c in columns if c != "reason"] + ["reason"]
+    free_text = [c for c in columns if any(" " in str(r.get(c) or "") for r in records)]
+    columns = [c for c in columns if c not in free_text] + free_text
     rows = sorted(records, key=lambda r: str(r.get("ticker")))
     counts: dict[str, int] = {}
     for row in rows:
