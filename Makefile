@@ -6,12 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 
-# Keep Prefect, Keras and TensorFlow state inside the work tree and quiet.
+# Prefect's settings for this checkout live in pyproject.toml ([tool.prefect]), where Prefect reads
+# them with or without make. PREFECT_HOME is the same folder made absolute, for processes that do
+# not start in the repository root (the worker's flow runs). Keras and TensorFlow state stays in the
+# work tree and quiet (the command lines quiet TensorFlow themselves too).
 export PREFECT_HOME ?= $(CURDIR)/.prefect
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export PREFECT_SERVER_UI_ENABLED ?= false
-export DO_NOT_TRACK ?= 1
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export KERAS_HOME ?= $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
@@ -49,6 +48,8 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 env: $(VENV)/.synced
 
+# `make demo` exits 0 when the flow does; when the flow exits 1 (rejected or failed) or 2 (bad usage),
+# make prints "make: *** [...] Error N" with the flow's status and exits 2 itself (make's rule).
 demo: $(VENV)/.synced
 	$(PY) -m flows.retrain $(ARGS)
 

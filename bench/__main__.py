@@ -10,7 +10,7 @@ import argparse
 import datetime as dt
 import time
 
-from bench import dataset_build, input_pipeline, noop_vs_full, orchestration, store_write, walk_forward
+from bench import cli, dataset_build, input_pipeline, noop_vs_full, orchestration, store_write, walk_forward
 from bench.common import machine, print_table
 
 
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         rows += noop_vs_full.main(["--repeats", "1"])
         rows += orchestration.main(["--repeats", "1"])
         rows += walk_forward.main(["--repeats", "1"])
+        rows += cli.main(["--repeats", "3"])
     else:
         rows += input_pipeline.main(["--sizes", "50x10", "--repeats", "3", "--steps", "150"])
         rows += input_pipeline.main(["--sizes", "500x20", "--repeats", "1", "--steps", "150"])
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         rows += noop_vs_full.main(["--repeats", "2"])
         rows += orchestration.main(["--repeats", "2"])
         rows += walk_forward.main(["--repeats", "2"])
+        rows += cli.main(["--repeats", "7"])
     print()
     print(f"## {dt.date.today()} — {machine()}")
     print()

@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # prefect is imported only where a flow runs, not by the command-line parsers
     from prefect import Flow
 
-from models.config import Settings
+from models.config import Settings, SourceConfig
+from models.errors import UsageError
 
 
 def resolve_home(home: str | None) -> str:
-    """The data home: the explicit argument, else PIPELINE_HOME, else ./.pipeline; absolute."""
-    return str(Path(home or Settings().home).expanduser().resolve())
+    """The data home: the explicit argument, else PIPELINE_HOME, else ./.pipeline; absolute, writable.
+
+    Created when missing. Raises UsageError, before anything is fetched, when it is a file or cannot
+    be written (a read-only mount, a folder of someone else, /proc).
+    """
+    path = Path(home or Settings().home).expanduser().resolve()
+    named = f"the data home {path}" + ("" if home else " (PIPELINE_HOME, default ./.pipeline)")
+    fix = "pass --home (or the `home` parameter, or PIPELINE_HOME) a folder you can write"
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{named} is a file, not a folder: {fix}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        parent = next((p for p in path.parents if p.exists()), path)
+        where = "" if parent == path else f" (inside {parent}, which refuses new folders)"
+        raise UsageError(f"{named} is not a writable folder: {err.strerror}{where}: {fix}") from err
+    return str(path)
+
+
+def check_source(source: SourceConfig) -> None:
+    """Refuse, before any fetch, a source that cannot deliver anything (a folder that is not there)."""
+    if source.kind == "folder" and source.folder is not None:
+        folder = Path(source.folder).expanduser()
+        if not folder.is_dir():
+            state = "is not a folder" if folder.exists() else "does not exist"
+            raise UsageError(
+                f"the price folder {folder} (--folder, source.folder) {state}: give the folder that "
+                "holds <TICKER>.csv or <TICKER>.parquet"
+            )
 
 
 def resolve_registry(home: str) -> str:

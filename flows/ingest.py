@@ -18,8 +18,8 @@ from prefect import flow, unmapped
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from flows.common import resolve_home
-from models.config import SourceConfig
+from flows.common import check_source, resolve_home
+from models.config import MaxFailedShare, SourceConfig
 from models.prices.ingest import IngestRecord
 from tasks.ingest import as_cached, failure_reason, ingest_ticker, report_ingest, resolve_end
 
@@ -28,7 +28,7 @@ from tasks.ingest import as_cached, failure_reason, ingest_ticker, report_ingest
 def ingest(
     source: SourceConfig = SourceConfig(),
     home: str | None = None,
-    max_failed_share: float = 0.2,
+    max_failed_share: MaxFailedShare = 0.2,
     force: bool = False,
 ) -> dict:
     """Ingest every ticker of the universe; a failing ticker is quarantined, the rest proceed.
@@ -37,6 +37,7 @@ def ingest(
     cache and reported `cached`; `force` reads every ticker's source again.
     """
     home = resolve_home(home)
+    check_source(source)
     end = resolve_end(source)
     fetch = ingest_ticker.with_options(refresh_cache=True) if force else ingest_ticker
     futures = fetch.map(unmapped(source), source.tickers, unmapped(home), unmapped(end))

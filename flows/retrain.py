@@ -106,6 +106,7 @@ def retrain(
             "version": unchanged,
             "fingerprint": fingerprint,
             "quarantined": quarantined,
+            "ingest": ingested["records"],
         }
     rejected = None if force else rejected_before(config, fingerprint, registry_root)
     if rejected is not None:
@@ -126,6 +127,7 @@ def retrain(
         # The published model is the most recent fold's, with the stats its own training used.
         info, trained = folds[-1], records[-1]["training"]
     summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
+    summary = {**summary, "ingest": ingested["records"]}  # each ticker's ingest, for the CLI's table
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)
     return summary

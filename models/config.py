@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,9 +47,38 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 )
 
 
+# The share of the universe an ingest may quarantine before the run fails. Below 1, so a run in
+# which every ticker failed can never succeed; 0 fails the run on the first quarantined ticker.
+MaxFailedShare = Annotated[
+    float,
+    Field(
+        ge=0,
+        lt=1,
+        description="Fail the run when more than this share of the tickers is quarantined "
+        "(0 <= share < 1; 0.2 = 20 %).",
+    ),
+]
+
+
+def utc_today() -> dt.date:
+    """Today in UTC: no exchange has closed a session dated later than this."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def weekdays_between(start: dt.date, end: dt.date) -> int:
+    """Monday-to-Friday days from `start` to `end`, both included: an upper bound on sessions."""
+    days = (end - start).days + 1
+    if days <= 0:
+        return 0
+    weeks, rest = divmod(days, 7)
+    return weeks * 5 + sum(1 for i in range(rest) if (start.weekday() + i) % 7 < 5)
+
+
 def validate_ticker(symbol: str) -> str:
     """Return the upper-cased symbol, or raise ValueError naming it when it is not Yahoo-style."""
     cleaned = symbol.strip().upper()
+    if not cleaned:
+        raise ValueError("ticker '' is not a valid symbol: it is empty (a doubled or trailing comma?)")
     if ".." in cleaned or not TICKER_PATTERN.fullmatch(cleaned):
         raise ValueError(
             f"ticker {symbol!r} is not a valid symbol: use letters, digits, '.', '-', '^', '=' "
@@ -88,11 +117,12 @@ class SourceConfig(_Frozen):
         "when turbulent (learnable, not linearly); 'volatility' has the volatility regimes without any "
         "direction; 'noise' is a random walk.",
     )
-    sample_seed: int = 7
+    sample_seed: int = Field(default=7, ge=0, description="For kind=sample: the random seed (>= 0).")
     overlap_sessions: int = Field(default=5, ge=0, description="Sessions refetched to detect restatements.")
     restatement_tolerance: float = Field(
         default=1e-6,
         ge=0,
+        lt=1,
         description="Relative adj_close difference on the overlap beyond which history counts as "
         "restated (a split or dividend adjustment) and is refetched in full.",
     )
@@ -120,12 +150,23 @@ class SourceConfig(_Frozen):
             raise ValueError(f"tickers listed twice: {', '.join(duplicates)}")
         return cleaned
 
+    @field_validator("start", "end")
+    @classmethod
+    def _not_in_the_future(cls, day: dt.date | None) -> dt.date | None:
+        today = utc_today()
+        if day is not None and day > today:
+            raise ValueError(
+                f"{day} is in the future (today is {today} in UTC): no exchange has closed a session "
+                "on it yet; leave `end` unset to load up to the last closed session"
+            )
+        return day
+
     @model_validator(mode="after")
     def _folder_given(self) -> SourceConfig:
         if self.kind == "folder" and not self.folder:
             raise ValueError("source kind 'folder' needs `folder`, the directory of <TICKER>.csv|parquet")
         if self.end is not None and self.end < self.start:
-            raise ValueError(f"source end {self.end} is before start {self.start}")
+            raise ValueError(f"end {self.end} is before start {self.start}: swap them")
         return self
 
 
@@ -180,7 +221,13 @@ class LabelConfig(_Frozen):
 
     horizon: int = Field(default=5, ge=1)
     rule: Literal["fixed", "volatility"] = "fixed"
-    theta: float = Field(default=0.01, gt=0, description="rule=fixed: returns beyond ±theta are up/down.")
+    # Below 1: a forward return is always above -1 (-100 %), so a theta of 1 or more leaves no `down`.
+    theta: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="rule=fixed: returns beyond ±theta are up/down (0.01 = 1 %).",
+    )
     k: float = Field(default=0.5, gt=0, description="rule=volatility: threshold k·σ·√horizon.")
     volatility_window: int = Field(default=20, ge=2, description="Sessions of returns in σ.")
     balance_on_train: bool = Field(
@@ -231,7 +278,7 @@ class TrainingConfig(_Frozen):
     epochs: int = Field(default=8, ge=1)
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=2e-3, gt=0)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0)
     class_weights: bool = True
     early_stopping_patience: int = Field(default=3, ge=1)
 
@@ -275,11 +322,13 @@ class GateConfig(_Frozen):
     margin: float = Field(
         default=0.02,
         ge=0,
+        lt=1,
         description="holdout: balanced accuracy must beat every baseline by this much.",
     )
     champion_tolerance: float = Field(
         default=0.01,
         ge=0,
+        le=1,
         description="holdout: may lose at most this much balanced accuracy to the champion. "
         "walk_forward: the upper bound of (model - champion) must be at least minus this.",
     )
@@ -367,12 +416,47 @@ class PipelineConfig(_Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _windows_fit(self) -> PipelineConfig:
+        """Refuse, before anything is fetched, a window that no split of the date range could hold.
+
+        Weekdays bound the sessions from above and the features' warm-up is ignored, so this never
+        refuses a configuration that could run; the dataset build checks the exact counts.
+        """
+        end = self.source.end or utc_today()
+        most = weekdays_between(self.source.start, end)
+        gap = self.purge_sessions + self.split.embargo_sessions
+        usable = most - 2 * gap
+        train, validation = self.split.train_fraction, self.split.validation_fraction
+        needed = self.window.length + self.labels.horizon
+        for split, at_most in (
+            ("train", usable * train),
+            ("validation", usable * validation),
+            ("test", usable * (1 - train - validation) + 2),  # + 2: the floors of the other two
+        ):
+            if at_most < needed:
+                raise ValueError(
+                    f"a window of {self.window.length} sessions plus a horizon of {self.labels.horizon} "
+                    f"({needed} sessions) cannot fit: {self.source.start}..{end} holds at most {most} "
+                    f"sessions (its weekdays), so after two gaps of {gap} the {split} split has at most "
+                    f"{max(int(at_most), 0)}. Shrink window.length, labels.horizon or the purge, or "
+                    "start earlier"
+                )
+        return self
+
     @property
     def purge_sessions(self) -> int:
         """The configured purge, or the minimum that keeps windows and horizons apart."""
         if self.split.purge_sessions is None:
             return self.window.length + self.labels.horizon
         return self.split.purge_sessions
+
+
+class IngestParameters(_Frozen):
+    """The ingest flow's parameters besides the data home, checked together before a run."""
+
+    source: SourceConfig = SourceConfig()
+    max_failed_share: MaxFailedShare = 0.2
 
 
 class Settings(BaseSettings):
@@ -396,4 +480,9 @@ class Settings(BaseSettings):
     )
     registry_cache_max_bytes: int = Field(
         default=2 * 1024**3, ge=1, description="Bytes the download cache keeps (least recently used go)."
+    )
+    config: Path | None = Field(
+        default=None,
+        description="A JSON PipelineConfig that `python -m flows.retrain` (and `make demo`) starts "
+        "from when no --config is given.",
     )

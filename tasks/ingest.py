@@ -17,6 +17,7 @@ from prefect.logging import get_run_logger
 from prefect.states import State
 
 from models.config import SourceConfig
+from models.errors import IngestFailed
 from models.prices import ingest, sources, store
 from models.prices.ingest import IngestRecord
 
@@ -90,9 +91,11 @@ def report_ingest(source: SourceConfig, records: list[IngestRecord], max_failed_
     quarantined = [r for r in records if r.status == "quarantined"]
     if len(quarantined) > max_failed_share * len(records):
         reasons = "; ".join(str(r.reason) for r in quarantined)  # each reason names its ticker
-        raise RuntimeError(
+        raise IngestFailed(
             f"{len(quarantined)} of {len(records)} tickers failed to ingest "
-            f"(more than {max_failed_share:.0%}): {reasons}"
+            f"(more than {max_failed_share:.0%}): {reasons}. Fix or drop those tickers, or allow "
+            "a larger share (--max-failed-share; the flow parameter max_failed_share)",
+            [r.as_dict() for r in records],
         )
     if quarantined:
         get_run_logger().warning("quarantined: %s", "; ".join(str(r.reason) for r in quarantined))

@@ -15,7 +15,8 @@ Examples:
 The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
 A price file holds the store's columns (date, open, high, low, close, adj_close, volume) and either
 a `ticker` column or one ticker named by the file (AAA.parquet).
-Exit status: 0 on success, 1 on a registry or data error, 2 on bad usage.
+Exit status: 0 on success, 1 on a registry or data error, 2 on bad usage. An error is one paragraph
+on stderr; -v/--debug adds its traceback.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
+from models.errors import explain
 from models.registry import Registry, RegistryError, smoke_state
 from models.registry.bundle import check_model_name
 
@@ -198,10 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    debug_help = "on an error, show its traceback too"
     parser.add_argument("--registry", help=registry_help)
+    parser.add_argument("-v", "--debug", action="store_true", help=debug_help)
     # Accepted after the subcommand too; SUPPRESS keeps a subcommand from resetting it to None.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", default=argparse.SUPPRESS, help=registry_help)
+    common.add_argument("-v", "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", parents=[common], help="models, versions, verdicts and aliases")
@@ -236,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", parents=[common], help="keep the newest K versions plus aliased ones")
     p.add_argument("model")
-    p.add_argument("--keep", type=int, default=10, help="versions to keep (default 10)")
+    p.add_argument("--keep", type=positive_int, default=10, help="versions to keep (default 10, at least 1)")
     p.set_defaults(run=cmd_prune)
 
     p = sub.add_parser(
@@ -260,16 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; an error is one paragraph on stderr (its traceback too with --debug)."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    registry = Registry(args.registry or default_registry())
     try:
+        registry = Registry(args.registry or default_registry())
         return args.run(registry, args)
-    except (RegistryError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as err:
+        explanation = explain(err)
+        if args.debug:
+            traceback.print_exception(err, file=sys.stderr)
+        print(explanation.text, file=sys.stderr)
+        return explanation.status
 
 
 if __name__ == "__main__":

@@ -22,20 +22,15 @@ from models.dataset.windows import gather
 from models.training.baselines import baselines
 from models.training.gate import holdout_gate, walk_forward_gate
 from models.training.metrics import K, classification_metrics
+from models.training.network import forward
 
 
 def predict_windows(
     model: keras.Model, matrix: np.ndarray, ends: np.ndarray, window: int, batch: int = 2048
 ) -> np.ndarray:
     """Class probabilities for the windows ending at `ends`, batch by batch."""
-    fixed = model.inputs[0].shape[0]  # a stateful model only takes batches of its training size
-    batch = fixed or batch
-    chunks = []
-    for i in range(0, len(ends), batch):
-        x = gather(matrix, ends[i : i + batch], window)
-        if fixed and len(x) < fixed:
-            x = np.concatenate([x, np.zeros((fixed - len(x), *x.shape[1:]), dtype=x.dtype)])
-        chunks.append(model.predict(x, verbose=0, batch_size=batch)[: min(batch, len(ends) - i)])
+    batch = model.inputs[0].shape[0] or batch  # a stateful model only takes batches of its training size
+    chunks = [forward(model, gather(matrix, ends[i : i + batch], window)) for i in range(0, len(ends), batch)]
     out = np.concatenate(chunks) if chunks else np.zeros((0, K), dtype=np.float32)
     if out.shape[-1] == K and not np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):
         out = keras.ops.convert_to_numpy(keras.activations.softmax(out))  # a logits head

@@ -18,6 +18,7 @@ import numpy as np
 
 from models.config import CLASS_NAMES
 from models.diagnosis import Diagnosis
+from models.training.network import forward
 
 N_CLASSES = len(CLASS_NAMES)
 EPSILON = 1e-7  # keras.config.epsilon(): the probability clip of the cross-entropy
@@ -313,9 +314,7 @@ class GuardCallback(keras.callbacks.Callback):
         )
 
     def _check_collapse(self, epoch: int) -> None:
-        probs = self.model.predict(
-            self.validation_x, verbose=0, batch_size=self.model.inputs[0].shape[0] or 1024
-        )
+        probs = forward(self.model, self.validation_x)
         predicted = np.argmax(probs, axis=-1)
         counts = np.bincount(predicted, minlength=N_CLASSES)
         top = int(counts.argmax())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from models.config import ModelConfig, TrainingConfig
@@ -75,3 +76,26 @@ def compile_model(model: keras.Model, model_config: ModelConfig, training: Train
         ),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
+
+
+def forward(model: keras.Model, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """The model's outputs for `x`, in batches, computed eagerly.
+
+    Not `model.predict`: that traces a tf.function per model and per input shape (a last, smaller
+    batch is another shape), and evaluating a new model beside its champion, or the guards'
+    probes, retraced often enough for TensorFlow to warn about it on every run. An eager call traces
+    nothing and is as fast at these sizes. A model with a fixed batch size (stateful) gets batches of
+    exactly that size, the last one padded with zeros and its padding dropped.
+    """
+    fixed = model.inputs[0].shape[0]
+    size = fixed or batch
+    outputs = []
+    for start in range(0, len(x), size):
+        chunk = x[start : start + size]
+        rows = len(chunk)
+        if fixed and rows < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - rows, *chunk.shape[1:]), dtype=chunk.dtype)])
+        outputs.append(keras.ops.convert_to_numpy(model(chunk, training=False))[:rows])
+    if not outputs:
+        return np.zeros((0, *model.outputs[0].shape[1:]), dtype=np.float32)
+    return np.concatenate(outputs)

@@ -245,7 +245,8 @@ def test_historical_mode_and_an_allowed_lag(tmp_path):
 def test_resolve_end_never_goes_past_the_last_closed_session():
     now = pd.Timestamp("2025-01-03 23:00", tz="UTC")
     assert ingest.resolve_end(SourceConfig(), now) == dt.date(2025, 1, 3)
-    assert ingest.resolve_end(SourceConfig(end=dt.date(2030, 1, 2)), now) == dt.date(2025, 1, 3)
+    # An end after `now` (a config validates `end` against the real clock, not this pinned one).
+    assert ingest.resolve_end(SourceConfig(end=dt.date(2025, 6, 2)), now) == dt.date(2025, 1, 3)
     assert ingest.resolve_end(SourceConfig(end=dt.date(2020, 6, 30)), now) == dt.date(2020, 6, 30)
 
 

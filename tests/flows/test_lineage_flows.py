@@ -230,7 +230,8 @@ def test_a_rerun_of_a_rejected_configuration_trains_only_with_force(dropped_run,
     )
     assert retrain_main(argv) == 1
     printed = capsys.readouterr()
-    assert "nothing trained: version 1 of updown was rejected on exactly this data" in printed.err
+    assert "error: version 1 of updown was rejected on exactly this data" in printed.err
+    assert "Nothing was trained; to retrain anyway" in printed.err
     assert printed.out.strip().splitlines()[-1] == f"dropped:     {DROPPED}"
     assert registry.versions("updown") == [1]  # nothing trained, nothing published
 
