@@ -260,9 +260,10 @@ def build_walk_forward(
                 )
             )
         except GuardFailure as err:
+            where = ", ".join(f"{split} {a}..{b}" for split, (a, b) in ranges.as_dict().items())
             raise GuardFailure(
                 [
-                    replace(d, message=f"walk-forward fold {k} ({ranges.as_dict()}): {d.message}")
+                    replace(d, message=f"{d.message} (walk-forward fold-{k} of {len(folds)}: {where})")
                     for d in err.diagnoses
                 ]
             ) from err
