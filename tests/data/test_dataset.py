@@ -265,3 +265,32 @@ def test_windows_and_labels_never_span_a_missing_session(tmp_path):
         and complete.data_quality["windows_dropped_at_gaps"] == 0
     )
     assert sum(info.sizes.values()) < sum(complete.sizes.values())
+
+
+def test_robust_normalization_is_fitted_on_train_only_and_clips_what_the_model_sees(tmp_path):
+    config = tiny_config(features={"robust": ["log_volume_change"], "robust_clip": 2.0})
+    prices = sample_prices(config)
+    info = ds_build.build_dataset(prices, config, tmp_path / "a", {"kind": "sample"})
+    stats = read_stats(info.stats_path)
+    j = config.features.names.index("log_volume_change")
+    arrays = ds_arrays.load_arrays(info.path)
+    train = ds_build.train_rows(arrays, SplitRanges.from_dict(info.splits))
+    column = arrays.matrix[train, j]
+    q25, median, q75 = np.quantile(column, [0.25, 0.5, 0.75])
+    assert stats.methods[j] == "robust" and stats.center[j] == pytest.approx(median)
+    assert stats.scale[j] == pytest.approx((q75 - q25) / 1.349) and stats.clip[j] == 2.0
+    assert stats.mean[j] == pytest.approx(column.mean())  # the true mean is kept beside the center
+    others = [k for k in range(len(config.features.names)) if k != j]
+    assert all(stats.methods[k] == "zscore" and np.isinf(stats.clip[k]) for k in others)
+    # What training feeds the model is clipped to ±2 for that feature only.
+    inputs = ds_arrays.normalized_matrix(info, arrays)
+    assert np.abs(inputs[:, j]).max() == pytest.approx(2.0) and np.abs(inputs[:, others]).max() > 2.0
+    # Prices after the train split change nothing in the fitted center and scale.
+    train_end = pd.Timestamp(info.splits["train"][1])
+    mutated = {
+        t: f.assign(volume=np.where(f["date"] > train_end, f["volume"] * 7, f["volume"]))
+        for t, f in prices.items()
+    }
+    other = read_stats(ds_build.build_dataset(mutated, config, tmp_path / "b", {"kind": "sample"}).stats_path)
+    np.testing.assert_array_equal(other.center, stats.center)
+    np.testing.assert_array_equal(other.scale, stats.scale)

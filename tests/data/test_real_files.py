@@ -225,6 +225,19 @@ def test_every_timezone_shape_becomes_the_exchange_session(tmp_path, shape, kind
     np.testing.assert_allclose(stored["close"], good_prices()["close"])
 
 
+@pytest.mark.parametrize(("exchange", "tz"), [("XTKS", "Asia/Tokyo"), ("XASX", "Australia/Sydney")])
+def test_midnight_east_of_utc_written_in_utc_is_the_exchanges_day_not_the_utc_one(tmp_path, exchange, tz):
+    """Tokyo's midnight is 15:00 UTC of the day before: the UTC date would be one session early."""
+    days = calendar.sessions(exchange, dt.date(2024, 3, 1), dt.date(2024, 4, 30))
+    frame = good_prices(days).rename(columns={"date": "Date", "adj_close": "Adj Close"})
+    frame["Date"] = [str(s) for s in pd.DatetimeIndex(days).tz_localize(tz).tz_convert("UTC")]
+    assert frame["Date"].iloc[0].endswith(":00:00+00:00") and not frame["Date"].iloc[0].startswith("2024-03-01")
+    frame.to_csv(tmp_path / "X.csv", index=False)
+    got = reader.read_price_file(tmp_path / "X.csv", exchange)
+    assert list(got["date"]) == list(days)
+    store.validate_prices("X", got, store.ValidationRules(exchange=exchange))
+
+
 def test_new_york_midnight_in_utc_after_a_naive_file_stores_each_session_once(tmp_path):
     """The reported failure: a store filled from a naive CSV, then a Parquet stamped at New York
     midnight in UTC. It left six sessions stored twice, dropped the last row and broke the retrain."""

@@ -543,3 +543,28 @@ def test_robust_normalization_is_applied_alike_by_predictor_and_plain_recipe(run
     assert np.abs(served[columns].to_numpy() - default[columns].to_numpy()).max() > 1e-3  # it matters
     # Clipping is active: some inputs of these windows lie beyond ±1.5 robust units before the clip.
     assert (np.abs(read_stats(path).zscores(arrays.matrix[~train])) > 1.5).any()
+
+
+def test_the_readme_recipe_reproduces_the_predictor(run, tmp_path):
+    """The code block under "Without this package" in the README, run as printed (bundle path
+    swapped), gives the predictor's probabilities: the README may not drift from plain_consumer.py."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Without this package") :]
+    block = section.split("```python", 1)[1].split("```", 1)[0]
+    assert 'Path(".pipeline/registry/updown/7")' in block
+    block = block.replace('Path(".pipeline/registry/updown/7")', f"Path({str(run['bundle'].path)!r})")
+    block += '\nnp.savez("out.npz", probs=probs, dates=dates)\n'
+    run["prices"]["AAA"].to_parquet(tmp_path / "AAA.parquet", index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    served = run["registry"].load_predictor("updown/1").predict(run["prices"]["AAA"].assign(ticker="AAA"))
+    np.testing.assert_array_equal(
+        got["dates"].astype("datetime64[ns]"), served["date"].to_numpy("datetime64[ns]")
+    )
+    np.testing.assert_allclose(
+        got["probs"], served[["p_down", "p_range_bound", "p_up"]].to_numpy(), atol=1e-6
+    )
