@@ -82,25 +82,40 @@ def outside_reason(exchange: str, day: pd.Timestamp) -> str | None:
 
 
 def session_positions(exchange: str, dates: np.ndarray) -> np.ndarray:
-    """The index of each date among the exchange's sessions, counted from the first date's session.
+    """The index of each date among the exchange's sessions (from the calendar's first session).
 
     Two rows are consecutive sessions exactly when their positions differ by 1, so a difference
     above 1 is a gap of missing sessions.
 
     Raises:
-        ValueError: a date is not a session of the exchange.
+        ValueError: a date is not a session of the exchange, or lies outside its calendar.
     """
     dates = np.asarray(dates, dtype="datetime64[ns]")
     if len(dates) == 0:
         return np.zeros(0, dtype=np.int64)
-    known = sessions(exchange, pd.Timestamp(dates.min()).date(), pd.Timestamp(dates.max()).date())
-    values = known.to_numpy(dtype="datetime64[ns]")
-    at = np.clip(np.searchsorted(values, dates), 0, max(len(values) - 1, 0))
-    bad = (values[at] != dates) if len(values) else np.ones(len(dates), dtype=bool)
+    known = _session_array(get_calendar(exchange, pd.Timestamp(dates.min())))
+    at = np.clip(np.searchsorted(known, dates), 0, len(known) - 1)
+    bad = known[at] != dates
     if bad.any():
-        day = pd.Timestamp(dates[int(np.argmax(bad))]).date()
-        raise ValueError(f"{day} is not a {exchange} session")
+        day = pd.Timestamp(dates[int(np.argmax(bad))])
+        reason = outside_reason(exchange, day) or f"not a {exchange} session"
+        raise ValueError(
+            f"{day.date()} is {reason}" if reason.startswith("not") else f"{day.date()}: {reason}"
+        )
     return at.astype(np.int64)
+
+
+_session_arrays: dict[int, np.ndarray] = {}
+
+
+def _session_array(cal: xcals.ExchangeCalendar) -> np.ndarray:
+    """Every session of `cal` as sorted datetime64[ns] (computed once per calendar: the dataset build
+    looks up every ticker's dates)."""
+    known = _session_arrays.get(id(cal))
+    if known is None:
+        known = cal.sessions.as_unit("ns").to_numpy()
+        _session_arrays[id(cal)] = known
+    return known
 
 
 def last_closed_session(exchange: str, now: pd.Timestamp | None = None) -> dt.date:
