@@ -250,10 +250,12 @@ def _long_from_download(raw: pd.DataFrame, locations: np.ndarray, origin: str):
     parts, where = [], []
     for ticker in dict.fromkeys(raw.columns.get_level_values(level)):
         one = raw.xs(ticker, axis=1, level=level)
-        if one.isna().all(axis=None):
-            continue  # yf.download keeps a failed ticker's columns, all empty
-        parts.append(one.assign(ticker=str(ticker)))
-        where.append(locations)
+        # A wide frame has a row for every date any of its tickers traded: a date on which this
+        # ticker has no value at all (before its listing, a failed download) is no row of its own.
+        held = ~one.isna().all(axis=1).to_numpy()
+        if held.any():
+            parts.append(one.loc[held].assign(ticker=str(ticker)))
+            where.append(locations[held])
     if not parts:
         raise PriceFileError(f"{origin}: no rows")
     return pd.concat(parts), np.concatenate(where)

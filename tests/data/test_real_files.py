@@ -25,6 +25,7 @@ from tests.yfinance_writer import write_with_yfinance
 START, END = dt.date(2024, 1, 2), dt.date(2024, 6, 28)  # spans the switch to daylight saving time
 FETCHED_AT = pd.Timestamp("2024-07-01 22:00", tz="UTC")
 SESSIONS = calendar.sessions("XNYS", START, END)
+LISTED = pd.Timestamp("2024-03-01")  # LATE's first session
 
 
 def traded(days: pd.DatetimeIndex, seed: int, level: float = 100.0) -> pd.DataFrame:
@@ -51,6 +52,7 @@ def yahoo(tmp_path_factory):
     redirect_yfinance(patch, fake.url)
     fake.listings["ACME"] = Listing(traded(SESSIONS, seed=1), dividends={"2024-03-06": 0.8})
     fake.listings["OTHR"] = Listing(traded(SESSIONS, seed=2, level=40))
+    fake.listings["LATE"] = Listing(traded(SESSIONS[SESSIONS >= LISTED], seed=3, level=10))  # an IPO
     yield fake
     fake.stop()
     patch.undo()
@@ -88,8 +90,13 @@ def written(yahoo, tmp_path_factory) -> dict[str, Path]:
         )
     (root / "othr-as-acme").mkdir()  # a download of another ticker saved under ACME's name
     other = {"path": str(root / "othr-as-acme" / "ACME.csv"), "call": "download", "tickers": ["OTHR"]}
-    write_with_yfinance(yahoo.url, root / "cache", [*specs, other | {"options": SPAN}])
-    return {name: root / name / SHAPES[name][0] for name in SHAPES} | {"othr-as-acme": Path(other["path"])}
+    (root / "with-late").mkdir()  # LATE listed in March: no values before, in a wide frame
+    late = {"path": str(root / "with-late" / "LATE.csv"), "call": "download", "tickers": ["ACME", "LATE"]}
+    write_with_yfinance(
+        yahoo.url, root / "cache", [*specs, other | {"options": SPAN}, late | {"options": SPAN}]
+    )
+    extra = {"othr-as-acme": Path(other["path"]), "with-late": Path(late["path"])}
+    return {name: root / name / SHAPES[name][0] for name in SHAPES} | extra
 
 
 def served_close(yahoo: FakeYahoo, adjusted_close: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +155,17 @@ def test_a_download_file_without_the_ticker_is_refused_naming_what_it_holds(writ
         sources.SourceError, match=r"ACME.csv: holds no rows for ACME \(tickers in it: \['OTHR'\]\)"
     ):
         sources.load(folder_source(folder), "ACME", START, END)
+
+
+def test_a_ticker_listed_later_in_a_download_file_starts_at_its_listing(written, tmp_path):
+    """yf.download leaves a later listing's cells empty before it traded: not rows of that ticker."""
+    path = written["with-late"]
+    wide = pd.read_csv(path, header=[0, 1], index_col=0)
+    assert wide["Close"]["LATE"].isna().sum() == (SESSIONS < LISTED).sum()  # empty cells before March
+    record = ingest.ingest_ticker(folder_source(path.parent, ("LATE",)), "LATE", tmp_path, END, FETCHED_AT)
+    stored = store.read_prices(tmp_path, "LATE")
+    assert list(stored["date"]) == list(SESSIONS[SESSIONS >= LISTED]) and record.gaps == 0
+    assert len(reader.read_price_file(path, "XNYS", ticker="ACME")) == len(SESSIONS)
 
 
 def test_a_history_frame_in_memory_reads_like_its_file(written):
@@ -231,7 +249,9 @@ def test_midnight_east_of_utc_written_in_utc_is_the_exchanges_day_not_the_utc_on
     days = calendar.sessions(exchange, dt.date(2024, 3, 1), dt.date(2024, 4, 30))
     frame = good_prices(days).rename(columns={"date": "Date", "adj_close": "Adj Close"})
     frame["Date"] = [str(s) for s in pd.DatetimeIndex(days).tz_localize(tz).tz_convert("UTC")]
-    assert frame["Date"].iloc[0].endswith(":00:00+00:00") and not frame["Date"].iloc[0].startswith("2024-03-01")
+    assert frame["Date"].iloc[0].endswith(":00:00+00:00") and not frame["Date"].iloc[0].startswith(
+        "2024-03-01"
+    )
     frame.to_csv(tmp_path / "X.csv", index=False)
     got = reader.read_price_file(tmp_path / "X.csv", exchange)
     assert list(got["date"]) == list(days)
