@@ -294,3 +294,25 @@ def test_robust_normalization_is_fitted_on_train_only_and_clips_what_the_model_s
     other = read_stats(ds_build.build_dataset(mutated, config, tmp_path / "b", {"kind": "sample"}).stats_path)
     np.testing.assert_array_equal(other.center, stats.center)
     np.testing.assert_array_equal(other.scale, stats.scale)
+
+
+def test_a_robust_center_fitted_beyond_the_train_rows_is_refused_by_the_audit(tmp_path):
+    """The audit recomputes what is applied, not only mean and std: a median taken over all rows
+    under honest train means and stds is leakage too."""
+    config = tiny_config(features={"robust": ["log_volume_change"]})
+    info = ds_build.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+    arrays = ds_arrays.load_arrays(info.path)
+    ranges = SplitRanges.from_dict(info.splits)
+    honest = read_stats(info.stats_path)
+    assert ds_audit.audit_leakage(arrays, ranges, honest, config)["stats_recomputed"] is True
+    everything = fit_normalization(arrays.matrix, config.features.names, {}, robust=config.features.robust)
+    j = config.features.names.index("log_volume_change")
+    center, scale = honest.center.copy(), honest.scale.copy()
+    center[j], scale[j] = everything.center[j], everything.scale[j]
+    leaky = dataclasses.replace(honest, center=center, scale=scale)
+    with pytest.raises(
+        GuardFailure,
+        match=r"feature 'log_volume_change' \(robust\) is centered at .* recomputed on those rows",
+    ) as err:
+        ds_audit.audit_leakage(arrays, ranges, leaky, config)
+    assert err.value.codes == ["leakage"]
