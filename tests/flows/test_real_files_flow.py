@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,6 @@ from tests.yfinance_writer import write_with_yfinance
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-REPO = Path(__file__).resolve().parents[2]
 START, END = dt.date(1986, 1, 2), dt.date(1989, 12, 29)  # before the calendar's old 1990 start
 SESSIONS = calendar.sessions("XNYS", START, END)
 MISSING = SESSIONS[400]  # CCC has no row for this session
@@ -138,28 +135,16 @@ def test_the_retrain_flow_counts_in_sessions_and_says_what_it_dropped(trained):
 
 
 def test_predict_reads_the_files_that_trained_the_model(trained, tmp_path):
+    from models.registry.cli import main as models_cli
+
     folder = trained["folder"]
     out = tmp_path / "preds.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "models",
-            "predict",
-            "updown/1",
-            "--registry",
-            str(trained["home"] / "registry"),
-            "--prices",
-            *(str(folder / name) for name, _, _ in FILES.values()),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
+    files = [str(folder / name) for name, _, _ in FILES.values()]
+    registry = str(trained["home"] / "registry")
+    assert (
+        models_cli(["predict", "updown/1", "--registry", registry, "--prices", *files, "--out", str(out)])
+        == 0
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     got = pd.read_csv(out, parse_dates=["date"])
     assert sorted(got["ticker"].unique()) == list(FILES)
     assert got["date"].min() < pd.Timestamp("1990-01-01")

@@ -21,7 +21,7 @@ from models.dataset.build import build_dataset
 from models.dataset.windows import gather
 from models.registry import Registry, RegistryError
 from models.registry.publication import publish_run
-from models.registry.smoke import smoke_test, write_smoke_prices
+from models.registry.smoke import run_smoke, smoke_test, write_smoke_prices
 from models.training import evaluation
 from models.training import trainer as training
 from tests.helpers import sample_prices, tiny_config
@@ -354,7 +354,7 @@ def test_the_smoke_test_rejects_a_stateful_model(run, tmp_path):
 
 @pytest.fixture
 def yahoo_of_the_run(run, tmp_path):
-    """The run's prices served by the fake Yahoo; yields `write(call, tickers, path)`, which has
+    """The run's prices served by the fake Yahoo; yields `write((call, tickers, path), ...)`, which has
     yfinance's own code fetch them (auto_adjust=False, the run's whole span) and save them to `path`
     the way a user does (`.to_csv()` or `.to_parquet()`), so the files have yfinance's real shapes."""
     from tests.yahoo_fake import FakeYahoo, Listing
@@ -370,9 +370,9 @@ def yahoo_of_the_run(run, tmp_path):
         "auto_adjust": False,
     }
 
-    def write(call: str, tickers: list[str], path: Path) -> Path:
-        spec = {"path": str(path), "call": call, "tickers": tickers, "options": span}
-        return write_with_yfinance(fake.url, tmp_path / "yfcache", [spec])[0]
+    def write(*files: tuple[str, list[str], Path]) -> list[Path]:
+        specs = [{"path": str(p), "call": c, "tickers": t, "options": span} for c, t, p in files]
+        return write_with_yfinance(fake.url, tmp_path / "yfcache", specs)
 
     yield write
     fake.stop()
@@ -392,9 +392,12 @@ def predict_cli(run, *arguments: str) -> subprocess.CompletedProcess:
 def test_predict_reads_the_files_yfinance_writes_like_the_store(run, yahoo_of_the_run, tmp_path):
     """The CSV a user saves from yfinance trains a model through the folder source; `predict` must
     read it too (it crashed with KeyError: 'date'), and the download's multi-row header as well."""
-    write = yahoo_of_the_run
-    aaa = write("history", ["AAA"], tmp_path / "AAA.csv")
-    two = write("download", ["BBB", "CCC"], tmp_path / "two.csv")
+    aaa, two, history_file, wide_file = yahoo_of_the_run(
+        ("history", ["AAA"], tmp_path / "AAA.csv"),
+        ("download", ["BBB", "CCC"], tmp_path / "two.csv"),
+        ("history", ["AAA"], tmp_path / "AAA.parquet"),
+        ("download", ["BBB", "CCC"], tmp_path / "two.parquet"),
+    )
     first = run["prices"]["AAA"]["date"].iloc[0].date()
     assert aaa.read_text().splitlines()[1].startswith(f"{first} 00:00:00-05:00,")
     assert two.read_text().splitlines()[:3][2].startswith("Date,,")
@@ -408,41 +411,34 @@ def test_predict_reads_the_files_yfinance_writes_like_the_store(run, yahoo_of_th
     columns = ["p_down", "p_range_bound", "p_up"]
     np.testing.assert_allclose(got[columns], expected[columns], atol=1e-6)
     # The frames in memory: Ticker.history() (tz-aware index, no ticker column), yf.download() (wide).
-    history = pd.read_parquet(write("history", ["AAA"], tmp_path / "AAA.parquet"))
+    history = pd.read_parquet(history_file)
     assert str(history.index.tz) == "America/New_York" and "Dividends" in history.columns
     alone = predictor.predict(history)
     np.testing.assert_allclose(alone[columns], expected.loc[expected["ticker"] == "AAA", columns], atol=1e-6)
-    wide = pd.read_parquet(write("download", ["BBB", "CCC"], tmp_path / "two.parquet"))
+    wide = pd.read_parquet(wide_file)
     assert wide.columns.names == ["Price", "Ticker"]
     np.testing.assert_allclose(
         predictor.predict(wide)[columns], expected.loc[expected["ticker"] != "AAA", columns], atol=1e-6
     )
 
 
-def test_predict_refuses_what_ingest_refuses_naming_file_and_line(run, tmp_path):
+def test_predict_refuses_what_ingest_refuses_naming_file_and_line(run, tmp_path, capsys):
+    from models.registry.cli import main as models_cli
+
     frame = run["prices"]["AAA"].copy()
     frame.loc[50, "close"] = frame.loc[50, "high"] * 2
     frame.to_csv(tmp_path / "AAA.csv", index=False)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "models",
-            "predict",
-            "updown/1",
-            "--prices",
-            str(tmp_path / "AAA.csv"),
-            "--registry",
-            str(run["registry"].root),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert done.returncode == 1
+    args = [
+        "predict",
+        "updown/1",
+        "--prices",
+        str(tmp_path / "AAA.csv"),
+        "--registry",
+        str(run["registry"].root),
+    ]
+    assert models_cli(args) == 1
     day = frame.loc[50, "date"].date()
-    assert f"AAA.csv: line 52: AAA {day} column 'close': close above high" in done.stderr
+    assert f"AAA.csv: line 52: AAA {day} column 'close': close above high" in capsys.readouterr().err
 
 
 def spiked(frame: pd.DataFrame, at: int) -> pd.DataFrame:
@@ -474,7 +470,7 @@ def test_the_smoke_test_reports_the_share_of_out_of_range_windows(run, tmp_path)
     prices = dict(run["prices"])
     prices["AAA"] = spiked(prices["AAA"], len(prices["AAA"]) - 1)  # only AAA's latest window holds it
     path = write_smoke_prices(prices, tmp_path / "smoke.parquet")
-    result = smoke_test(run["registry"].root, "updown/1", path)
+    result = run_smoke(run["registry"].root, "updown/1", path)  # what the fresh process runs and prints
     assert result["passed"] is True
     assert (result["windows"], result["out_of_range_windows"]) == (4 * 5, 1)
     assert result["out_of_range_share"] == 0.05 and result["out_of_range_z"] == 10
@@ -519,23 +515,11 @@ def test_robust_normalization_is_applied_alike_by_predictor_and_plain_recipe(run
     ticker = "BBB"
     frame = run["prices"][ticker]
     frame.to_parquet(tmp_path / f"{ticker}.parquet", index=False)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("plain_consumer.py")),
-            str(robust_bundle.path),
-            str(tmp_path / f"{ticker}.parquet"),
-            str(tmp_path / "plain.npz"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    plain = np.load(tmp_path / "plain.npz")
+    # The recipe's own functions (a test above runs it in a process of its own, without our code).
+    from tests.registry import plain_consumer
+
+    _, probs, _ = plain_consumer.predict(robust_bundle.path, tmp_path / f"{ticker}.parquet", ticker)
+    plain = {"probs": probs}
     served = registry.load_predictor(str(robust_bundle)).predict(frame.assign(ticker=ticker))
     default = registry.load_predictor("updown/1").predict(frame.assign(ticker=ticker))
     columns = ["p_down", "p_range_bound", "p_up"]
@@ -545,7 +529,7 @@ def test_robust_normalization_is_applied_alike_by_predictor_and_plain_recipe(run
     assert (np.abs(read_stats(path).zscores(arrays.matrix[~train])) > 1.5).any()
 
 
-def test_the_readme_recipe_reproduces_the_predictor(run, tmp_path):
+def test_the_readme_recipe_reproduces_the_predictor(run, tmp_path, monkeypatch):
     """The code block under "Without this package" in the README, run as printed (bundle path
     swapped), gives the predictor's probabilities: the README may not drift from plain_consumer.py."""
     text = (REPO / "README.md").read_text()
@@ -553,14 +537,10 @@ def test_the_readme_recipe_reproduces_the_predictor(run, tmp_path):
     block = section.split("```python", 1)[1].split("```", 1)[0]
     assert 'Path(".pipeline/registry/updown/7")' in block
     block = block.replace('Path(".pipeline/registry/updown/7")', f"Path({str(run['bundle'].path)!r})")
-    block += '\nnp.savez("out.npz", probs=probs, dates=dates)\n'
     run["prices"]["AAA"].to_parquet(tmp_path / "AAA.parquet", index=False)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = np.load(tmp_path / "out.npz")
+    monkeypatch.chdir(tmp_path)  # the recipe reads f"{ticker}.parquet" from the working directory
+    got: dict = {}
+    exec(compile(block, "README.md", "exec"), got)  # noqa: S102 (the README's code, as printed)
     served = run["registry"].load_predictor("updown/1").predict(run["prices"]["AAA"].assign(ticker="AAA"))
     np.testing.assert_array_equal(
         got["dates"].astype("datetime64[ns]"), served["date"].to_numpy("datetime64[ns]")
