@@ -139,13 +139,16 @@ class SourceConfig(_Frozen):
     max_price: float = Field(
         default=1e9,
         gt=0,
-        description="A price above this quarantines the ticker: no market quotes one (the dearest "
-        "shares trade below 1e6), and a value like 1e308 overflows every later computation.",
+        description="A price above this quarantines the ticker. 1e9 is far above any share quoted in "
+        "a major currency (Berkshire Hathaway A trades below 1e6 USD, Korean shares below 1e7 KRW); "
+        "raise it for hyperinflation-era data. A value like 1e308 overflows every later computation.",
     )
     max_volume: float = Field(
         default=1e13,
         gt=0,
-        description="A daily volume above this quarantines the ticker (no listing trades 1e13 units a day).",
+        le=1e18,  # the store keeps volume as int64 (at most ~9.2e18)
+        description="A daily volume above this quarantines the ticker (1e13 units a day is beyond any "
+        "listing's turnover; a value like 1e308 overflows the store's int64 volume).",
     )
 
     @field_validator("tickers")

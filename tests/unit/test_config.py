@@ -116,3 +116,8 @@ def test_robust_features_must_be_selected_features():
 def test_magnitude_bounds_are_positive(field):
     with pytest.raises(ValidationError, match=field):
         SourceConfig(**{field: 0})
+
+
+def test_the_volume_bound_fits_the_stores_int64():
+    with pytest.raises(ValidationError, match="max_volume"):
+        SourceConfig(max_volume=1e19)
