@@ -110,6 +110,11 @@ def folder_source(folder: Path, tickers=("ACME",), **extra) -> SourceConfig:
     return SourceConfig(kind="folder", folder=str(folder), tickers=tickers, start=START, **extra)
 
 
+def stored_from(home: Path, folder: Path, ticker: str = "ACME") -> pd.DataFrame:
+    """What the store holds for `ticker` from the folder source reading `folder`."""
+    return store.read_prices(home, ticker, source=sources.source_label(folder_source(folder)))
+
+
 def test_the_shapes_are_yfinances_own(written):
     """The files really are what yfinance writes (so the tests below read the real thing)."""
     head = written["history.csv"].read_text().splitlines()[:2]
@@ -145,7 +150,7 @@ def test_every_yfinance_shape_ingests_through_the_folder_source(written, tmp_pat
     folder = written[shape].parent
     record = ingest.ingest_ticker(folder_source(folder), "ACME", tmp_path / "home", END, FETCHED_AT)
     assert record.status == "ok" and record.rows_added == len(SESSIONS) and record.gaps == 0
-    stored = store.read_prices(tmp_path / "home", "ACME")
+    stored = stored_from(tmp_path / "home", folder)
     assert list(stored["date"]) == list(SESSIONS)
 
 
@@ -163,7 +168,7 @@ def test_a_ticker_listed_later_in_a_download_file_starts_at_its_listing(written,
     wide = pd.read_csv(path, header=[0, 1], index_col=0)
     assert wide["Close"]["LATE"].isna().sum() == (SESSIONS < LISTED).sum()  # empty cells before March
     record = ingest.ingest_ticker(folder_source(path.parent, ("LATE",)), "LATE", tmp_path, END, FETCHED_AT)
-    stored = store.read_prices(tmp_path, "LATE")
+    stored = stored_from(tmp_path, path.parent, "LATE")
     assert list(stored["date"]) == list(SESSIONS[SESSIONS >= LISTED]) and record.gaps == 0
     assert len(reader.read_price_file(path, "XNYS", ticker="ACME")) == len(SESSIONS)
 
@@ -237,7 +242,7 @@ def test_every_timezone_shape_becomes_the_exchange_session(tmp_path, shape, kind
             and "2024-06-28 04:00:00+00:00" in path.read_text()
         )
     record = ingest.ingest_ticker(folder_source(folder), "ACME", tmp_path / "home", END, FETCHED_AT)
-    stored = store.read_prices(tmp_path / "home", "ACME")
+    stored = stored_from(tmp_path / "home", folder)
     assert list(stored["date"]) == list(SESSIONS)  # every session once, none dropped, none moved
     assert record.rows_added == len(SESSIONS) and record.gaps == 0
     np.testing.assert_allclose(stored["close"], good_prices()["close"])
@@ -269,12 +274,13 @@ def test_new_york_midnight_in_utc_after_a_naive_file_stores_each_session_once(tm
     (folder / "ACME.csv").unlink()
     write_stamped(folder, SESSIONS, "utc-0400-0500", "parquet")
     record = ingest.ingest_ticker(folder_source(folder), "ACME", home, END, FETCHED_AT)
-    stored = store.read_prices(home, "ACME")
+    stored = stored_from(home, folder)
     assert list(stored["date"]) == list(SESSIONS)
     assert record.rows_added == len(calendar.sessions("XNYS", dt.date(2024, 6, 17), END))
     # ...and the dataset builds (before, the duplicates failed it with a misleading leakage message).
     config = tiny_config(window={"length": 5}, labels={"horizon": 2})
-    prices = {"ACME": store.read_columns(home, "ACME", START, END)}
+    label = sources.source_label(folder_source(folder))
+    prices = {"ACME": store.read_columns(home, "ACME", START, END, source=label)}
     info = build_dataset(prices, config, tmp_path / "dataset", {"kind": "folder"})
     assert info.data_quality["missing_sessions"] == 0 and sum(info.sizes.values()) > 0
 

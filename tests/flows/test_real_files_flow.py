@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from flows.ingest import ingest
 from flows.retrain import retrain
 from models.errors import ModelRejected
-from models.prices import calendar, store
+from models.prices import calendar, sources, store
 from tests.helpers import tiny_config
 from tests.yahoo_fake import FakeYahoo, Listing
 from tests.yfinance_writer import write_with_yfinance
@@ -112,7 +112,9 @@ def test_the_ingest_flow_stores_every_shape_from_1986_one_row_per_session(traine
     for ticker in FILES:
         assert records[ticker]["status"] == "ok", records[ticker]
         assert records[ticker]["first_date"] == "1986-01-02" and records[ticker]["last_date"] == "1989-12-29"
-        stored = store.read_prices(home, ticker)
+        stored = store.read_prices(
+            home, ticker, source=sources.source_label(config(trained["folder"]).source)
+        )
         expected = SESSIONS[SESSIONS != MISSING] if ticker == "CCC" else SESSIONS
         assert list(stored["date"]) == list(expected)
     assert (records["CCC"]["gaps"], records["CCC"]["zero_volume"]) == (1, len(ZERO_VOLUME))
