@@ -18,7 +18,7 @@ the exchange's timezone (05:00 UTC is New York's midnight in winter: that New Yo
 timestamp is a date in the exchange's own calendar.
 
 Every row keeps where it came from in a `location` column, so that any error about it, here or in
-`store.validate_prices`, names the file and the line. One numbering, as you would look a row up: in a
+`store.validate_prices` ("... (1 row(s); /data/ACME.csv: line 120)"), names the file and the line. One numbering, as you would look a row up: in a
 CSV file the physical line (1 is the first line of the file; header lines and blank lines count, as in
 an editor); in a Parquet file or a DataFrame the row number counting the first data row as row 1.
 """

@@ -118,10 +118,10 @@ def load(
         future = frame["date"] > pd.Timestamp(today)
         if future.any():
             first = frame.loc[future].iloc[0]
-            where = f"{first['location']}: " if "location" in frame.columns else ""
+            at = f"; {first['location']}" if "location" in frame.columns else ""
             raise store.PriceValidationError(
-                f"{where}{ticker} {first['date'].date()} column 'date': date is in the future "
-                f"(today is {today}) ({int(future.sum())} row(s))"
+                f"{ticker} {first['date'].date()} column 'date': date is in the future "
+                f"(today is {today}) ({int(future.sum())} row(s){at})"
             )
     in_range = (frame["date"] >= pd.Timestamp(start)) & (frame["date"] <= pd.Timestamp(end))
     return frame.loc[in_range].reset_index(drop=True)

@@ -238,8 +238,8 @@ def adopt_legacy_file(home: Path, ticker: str) -> str | None:
 def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | None = None) -> None:
     """Raise PriceValidationError naming ticker, date and column for the first broken rule.
 
-    When the frame has a `location` column (rows read by `models.prices.reader`), the message starts
-    with the file and line of the offending row.
+    When the frame has a `location` column (rows read by `models.prices.reader`), the message ends
+    with the file and line of the first offending row.
 
     Args:
         ticker: Symbol, named in every message.
@@ -248,8 +248,8 @@ def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | N
             own checks.
 
     Raises:
-        PriceValidationError: the first rule broken, e.g. "ACME.csv: line 120: ACME 2024-06-22
-            column 'date': not a XNYS session (Saturday) (1 row(s))".
+        PriceValidationError: the first rule broken, e.g. "ACME 2024-06-22 column 'date': not a
+            XNYS session (Saturday) (1 row(s); /data/ACME.csv: line 120)".
     """
     rules = rules or ValidationRules()
     missing = [c for c in ("date", *PRICE_COLUMNS) if c not in frame.columns]
@@ -266,9 +266,9 @@ def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | N
             i = int(np.argmax(mask))
             day = pd.Timestamp(dates.iloc[i]).date() if pd.notna(dates.iloc[i]) else "NaT"
             where = locations.iloc[i] if locations is not None else None
-            prefix = f"{where}: " if isinstance(where, str) and where else ""
+            at = f"; {where}" if isinstance(where, str) and where else ""
             raise PriceValidationError(
-                f"{prefix}{ticker} {day} column {column!r}: {reason} ({int(mask.sum())} row(s))"
+                f"{ticker} {day} column {column!r}: {reason} ({int(mask.sum())} row(s){at})"
             )
 
     first_bad(dates.isna(), "date", "missing date")

@@ -306,7 +306,7 @@ def test_two_timestamps_of_one_session_are_a_duplicate_naming_file_and_line(tmp_
     prices = reader.read_price_file(tmp_path / "ACME.csv", "XNYS")
     with pytest.raises(
         store.PriceValidationError,
-        match=r"ACME.csv: line 7: ACME 2024-01-08 column 'date': duplicate date \(1 row\(s\)\)",
+        match=r"^ACME 2024-01-08 column 'date': duplicate date \(1 row\(s\); \S*/ACME.csv: line 7\)$",
     ):
         store.validate_prices("ACME", prices)
 

@@ -438,7 +438,8 @@ def test_predict_refuses_what_ingest_refuses_naming_file_and_line(run, tmp_path,
     ]
     assert models_cli(args) == 1
     day = frame.loc[50, "date"].date()
-    assert f"AAA.csv: line 52: AAA {day} column 'close': close above high" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"AAA {day} column 'close': close above high (1 row(s); {tmp_path / 'AAA.csv'}: line 52)" in error
 
 
 def spiked(frame: pd.DataFrame, at: int) -> pd.DataFrame:
