@@ -22,11 +22,11 @@ class IngestRecord:
     first_date: str | None = None
     last_date: str | None = None
     gaps: int = 0  # sessions of the exchange missing between first_date and last_date
+    # Stored sessions with volume 0: features treat them as missing volume (models.dataset.features).
+    zero_volume: int = 0
     fetched_from: str | None = None  # first date asked of the source this run
     reason: str | None = None
     note: str | None = None  # e.g. how a store file written before per-source folders was adopted
-    # Stored sessions with volume 0: features treat them as missing volume (models.dataset.features).
-    zero_volume: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
