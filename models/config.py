@@ -138,6 +138,20 @@ class SourceConfig(_Frozen):
         description="A one-session adj_close move larger than this fraction (0.5 = 50 %) quarantines "
         "the ticker: adjusted prices do not jump like that without a data error.",
     )
+    max_price: float = Field(
+        default=1e9,
+        gt=0,
+        description="A price above this quarantines the ticker. 1e9 is far above any share quoted in "
+        "a major currency (Berkshire Hathaway A trades below 1e6 USD, Korean shares below 1e7 KRW); "
+        "raise it for hyperinflation-era data. A value like 1e308 overflows every later computation.",
+    )
+    max_volume: float = Field(
+        default=1e13,
+        gt=0,
+        le=1e18,  # the store keeps volume as int64 (at most ~9.2e18)
+        description="A daily volume above this quarantines the ticker (1e13 units a day is beyond any "
+        "listing's turnover; a value like 1e308 overflows the store's int64 volume).",
+    )
 
     @field_validator("tickers")
     @classmethod
@@ -178,6 +192,23 @@ class FeatureConfig(_Frozen):
         default="pooled",
         description="Stats pooled over the train rows of all tickers, or one set per ticker.",
     )
+    robust: tuple[str, ...] = Field(
+        default=(),
+        description="Features normalized by median and IQR instead of mean and std (fitted on train "
+        "only) and clipped to ±robust_clip: for heavy-tailed inputs such as log_volume_change.",
+    )
+    robust_clip: float = Field(
+        default=5.0, gt=0, description="Clip of the robust features' normalized values, in IQR-stds."
+    )
+
+    @model_validator(mode="after")
+    def _robust_are_selected(self) -> FeatureConfig:
+        extra = [n for n in self.robust if n not in self.names]
+        if extra:
+            raise ValueError(
+                f"features.robust lists {extra}, which are not in features.names {list(self.names)}"
+            )
+        return self
 
     @field_validator("names")
     @classmethod
@@ -381,6 +412,12 @@ class RegistryConfig(_Frozen):
     )
     smoke_test: bool = Field(
         default=True, description="Load and predict in a fresh process before the champion moves."
+    )
+    out_of_range_z: float = Field(
+        default=10.0,
+        gt=0,
+        description="At prediction, a window with a normalized input beyond ±this many train "
+        "standard deviations is flagged `out_of_range`; the smoke test reports their share.",
     )
 
 

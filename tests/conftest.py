@@ -27,6 +27,11 @@ os.environ.pop("PIPELINE_HOME", None)
 # Object-store registries download into this session's folder, never into the user's ~/.cache.
 os.environ["PIPELINE_REGISTRY_CACHE_DIR"] = str(Path(_SESSION_HOME) / "registry-cache")
 
+# curl_cffi (yfinance's HTTP client) must be loaded before TensorFlow: in a process where TensorFlow
+# came first, every browser-impersonating request fails ("Impersonating chrome152 is not
+# supported"), and test modules import keras when they are collected. Loading it here, before any
+# test module, makes the yfinance tests independent of which modules a run collects first.
+import curl_cffi.requests  # noqa: E402,F401
 import pytest  # noqa: E402
 
 

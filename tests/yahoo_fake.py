@@ -57,11 +57,12 @@ class Listing:
     dividends: dict[str, float] = field(default_factory=dict)  # ex-date -> cash per share
     splits: dict[str, tuple[int, int]] = field(default_factory=dict)  # date -> (numerator, denominator)
     instrument_type: str = "EQUITY"
+    timezone: str = EXCHANGE_TZ  # the exchange's timezone Yahoo reports (meta.exchangeTimezoneName)
 
 
-def session_timestamp(day: pd.Timestamp) -> int:
-    """Yahoo stamps a daily bar with the session's opening time."""
-    opening = pd.Timestamp(day.date()).tz_localize(EXCHANGE_TZ) + pd.Timedelta(hours=9, minutes=30)
+def session_timestamp(day: pd.Timestamp, timezone: str = EXCHANGE_TZ) -> int:
+    """Yahoo stamps a daily bar with the session's opening time (09:30 in the exchange's timezone)."""
+    opening = pd.Timestamp(day.date()).tz_localize(timezone) + pd.Timedelta(hours=9, minutes=30)
     return int(opening.timestamp())
 
 
@@ -88,7 +89,8 @@ def adjusted(listing: Listing) -> pd.DataFrame:
 
 def chart_json(symbol: str, listing: Listing, params: dict[str, str]) -> dict:
     frame = adjusted(listing)
-    stamps = frame["date"].map(session_timestamp)
+    tz = listing.timezone
+    stamps = frame["date"].map(lambda day: session_timestamp(day, tz))
     if "range" in params:  # the timezone probe: Yahoo answers with the latest session
         window = frame.index[-1:]
     else:
@@ -99,10 +101,11 @@ def chart_json(symbol: str, listing: Listing, params: dict[str, str]) -> dict:
     hi_ts = int(stamps.loc[window].max()) if len(window) else 0
 
     def in_window(day: str) -> bool:
-        ts = session_timestamp(pd.Timestamp(day))
+        ts = session_timestamp(pd.Timestamp(day), tz)
         return len(window) > 0 and lo_ts <= ts <= hi_ts
 
     last = frame.iloc[-1]
+    local_last = pd.Timestamp(last["date"]).tz_localize(tz)
     result: dict = {
         "meta": {
             "currency": "USD",
@@ -113,9 +116,9 @@ def chart_json(symbol: str, listing: Listing, params: dict[str, str]) -> dict:
             "firstTradeDate": int(stamps.iloc[0]),
             "regularMarketTime": int(stamps.iloc[-1]) + 23400,
             "hasPrePostMarketData": True,
-            "gmtoffset": -18000,
-            "timezone": "EST",
-            "exchangeTimezoneName": EXCHANGE_TZ,
+            "gmtoffset": -18000 if tz == EXCHANGE_TZ else int(local_last.utcoffset().total_seconds()),
+            "timezone": "EST" if tz == EXCHANGE_TZ else local_last.tzname(),
+            "exchangeTimezoneName": tz,
             "regularMarketPrice": float(last["close"]),
             "chartPreviousClose": float(frame["close"].iloc[-2] if len(frame) > 1 else last["close"]),
             "priceHint": 2,
@@ -139,13 +142,16 @@ def chart_json(symbol: str, listing: Listing, params: dict[str, str]) -> dict:
     }
     events: dict = {}
     dividends = {
-        str(session_timestamp(pd.Timestamp(d))): {"amount": a, "date": session_timestamp(pd.Timestamp(d))}
+        str(session_timestamp(pd.Timestamp(d), tz)): {
+            "amount": a,
+            "date": session_timestamp(pd.Timestamp(d), tz),
+        }
         for d, a in listing.dividends.items()
         if in_window(d)
     }
     splits = {
-        str(session_timestamp(pd.Timestamp(d))): {
-            "date": session_timestamp(pd.Timestamp(d)),
+        str(session_timestamp(pd.Timestamp(d), tz)): {
+            "date": session_timestamp(pd.Timestamp(d), tz),
             "numerator": n,
             "denominator": m,
             "splitRatio": f"{n}:{m}",

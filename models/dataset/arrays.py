@@ -45,6 +45,9 @@ class DatasetInfo:
     # The data actually used: per ticker first/last date and rows (+ the run's lineage, see
     # models.prices.lineage.data_lineage); a manifest's `data` section.
     data: dict[str, object] = field(default_factory=dict)
+    # Missing sessions, and the rows, windows and labels dropped so none spans one; zero-volume
+    # sessions (see models.dataset.build.assemble).
+    data_quality: dict[str, object] = field(default_factory=dict)
     fold: int | None = None  # walk-forward: this fold's number (0 = oldest); None for a holdout split
 
     @property
@@ -63,7 +66,7 @@ class Arrays:
     ticker_ids: np.ndarray
     dates: np.ndarray  # datetime64[ns]
     label_dates: np.ndarray  # datetime64[ns], NaT where unlabelled
-    labels: np.ndarray  # int8, -1 where unlabelled
+    labels: np.ndarray  # int8, -1 where no trainable window ends (no known label, or inputs span a gap)
     forward_returns: np.ndarray
     known_label: np.ndarray  # int8: label of the window whose horizon ended at this day, or -1
     ends: dict[str, np.ndarray]

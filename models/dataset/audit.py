@@ -11,7 +11,7 @@ import pandas as pd
 from models.config import CLASS_NAMES, PipelineConfig
 from models.dataset import labels as labelling
 from models.dataset.arrays import Arrays
-from models.dataset.normalization import Stats
+from models.dataset.normalization import IQR_TO_STD, ROBUST, Stats
 from models.dataset.windows import SPLITS, SplitRanges
 from models.diagnosis import Diagnosis, GuardFailure
 
@@ -130,7 +130,7 @@ def stats_mismatch(
         )
     matrix = arrays.matrix[claimed]
     if stats.pooled:
-        groups = [("pooled", matrix, stats.mean, stats.std)]
+        groups = [("pooled", matrix, stats.mean, stats.std, stats.center, stats.scale)]
     else:
         # build_dataset numbers tickers in sorted name order, and stats scopes are sorted names,
         # so the k-th ticker id present in the fit rows is the k-th scope.
@@ -141,10 +141,18 @@ def stats_mismatch(
                 f"dated {fit} hold {len(ids)}"
             )
         groups = [
-            (scope, matrix[arrays.ticker_ids[claimed] == tid], stats.mean[k], stats.std[k])
+            (
+                scope,
+                matrix[arrays.ticker_ids[claimed] == tid],
+                stats.mean[k],
+                stats.std[k],
+                stats.center[k],
+                stats.scale[k],
+            )
             for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=True))
         ]
-    for scope, rows_of, mean, std in groups:
+    robust = np.array([method == ROBUST for method in stats.methods])
+    for scope, rows_of, mean, std, center, scale in groups:
         # A feature with NaN or inf among these rows cannot be recomputed; the training preflight
         # names it (non-finite-input), so it is not called leakage here.
         finite = np.isfinite(rows_of).all(axis=0)
@@ -163,6 +171,27 @@ def stats_mismatch(
                 f"'{stats.features[j]}' has mean {mean[j]:.6g} and std {std[j]:.6g} in stats.parquet, "
                 f"but {actual_mean[j]:.6g} and {expected_std[j]:.6g} recomputed on those rows: they "
                 "were fitted on other rows (fitting on all rows leaks validation and test)"
+            )
+        # What is applied must be fitted on these rows too: mean/std, or median and IQR/1.349
+        # (falling back to the std where the IQR is 0) for the robust features.
+        with np.errstate(invalid="ignore", over="ignore"):
+            q25, median, q75 = np.quantile(rows_of, [0.25, 0.5, 0.75], axis=0)
+        spread = (q75 - q25) / IQR_TO_STD
+        expected_center = np.where(robust, median, actual_mean)
+        expected_scale = np.where(robust & np.isfinite(spread) & (spread > 1e-12), spread, expected_std)
+        off = (np.abs(center - expected_center) > STATS_TOLERANCE * expected_scale) | (
+            np.abs(scale - expected_scale) > STATS_TOLERANCE * expected_scale
+        )
+        bad = finite & off
+        if bad.any():
+            j = int(np.argmax(bad))
+            where = "" if scope == "pooled" else f" for {scope}"
+            return (
+                f"normalization stats do not match the rows they claim ({fit}){where}: feature "
+                f"'{stats.features[j]}' ({stats.methods[j]}) is centered at {center[j]:.6g} and scaled "
+                f"by {scale[j]:.6g} in stats.parquet, but {expected_center[j]:.6g} and "
+                f"{expected_scale[j]:.6g} recomputed on those rows: they were fitted on other rows "
+                "(fitting on all rows leaks validation and test)"
             )
     return None
 

@@ -31,7 +31,7 @@ from models.config import PipelineConfig
 from models.dataset import labels as labelling
 from models.dataset.arrays import INFO_FILE, ROWS_FILE, SPLIT_FILE, STATS_FILE, Arrays, DatasetInfo
 from models.dataset.audit import audit_leakage, check_label_contract
-from models.dataset.features import feature_matrix
+from models.dataset.features import segmented_features
 from models.dataset.normalization import fit_normalization, read_stats, write_stats
 from models.dataset.windows import (
     SPLITS,
@@ -70,7 +70,13 @@ def fingerprint(
 
 @dataclass(frozen=True)
 class Rows:
-    """Features and forward returns of every ticker, concatenated: what no split changes."""
+    """Features and forward returns of every ticker, concatenated: what no split changes.
+
+    Counted in sessions of the exchange's calendar, not in rows: a ticker's rows are cut at every
+    missing session into gap-free runs (see `features.segmented_features`). Features restart their
+    warm-up after a gap; a window whose inputs would reach across a gap, or a label whose horizon
+    would, is dropped (`labelled` is UNLABELLED there), and `quality` counts what was dropped.
+    """
 
     matrix: np.ndarray
     ticker_ids: np.ndarray
@@ -79,7 +85,10 @@ class Rows:
     forward: np.ndarray
     unit: np.ndarray  # the label threshold's unit at each row (1, or sigma_t * sqrt(h))
     volatility: np.ndarray  # trailing volatility known at each row
-    labelled: np.ndarray  # 0 where a label exists, UNLABELLED where not
+    labelled: np.ndarray  # 0 where a label exists and a whole window ends, UNLABELLED where not
+    whole: np.ndarray  # a window of `window` sessions ending here lies in one gap-free run
+    runs: np.ndarray  # the gap-free run of each row (unique across tickers)
+    quality: dict[str, object]
 
     @property
     def sessions(self) -> pd.DatetimeIndex:
@@ -87,11 +96,22 @@ class Rows:
 
 
 def assemble_rows(prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig) -> Rows:
-    """Features, forward returns and trailing volatility per ticker (sorted), concatenated."""
+    """Features, forward returns and trailing volatility per ticker (sorted), concatenated, each
+    computed within the ticker's gap-free runs of sessions."""
     names = config.features.names
     rule = config.labels
-    h = rule.horizon
+    h, w = rule.horizon, config.window.length
     parts = []
+    quality = {
+        "policy": "windows and labels never span a missing session: each gap-free run is used on its "
+        "own; zero volume is missing volume (the last traded volume is carried)",
+        "missing_sessions": 0,
+        "rows_dropped_after_gaps": 0,
+        "windows_dropped_at_gaps": 0,
+        "labels_dropped_at_gaps": 0,
+        "zero_volume_sessions": 0,
+    }
+    run_offset = 0
     for tid, ticker in enumerate(sorted(prices)):
         frame = prices[ticker]
         if isinstance(frame, PriceColumns):
@@ -99,24 +119,58 @@ def assemble_rows(prices: Mapping[str, pd.DataFrame | PriceColumns], config: Pip
         else:
             columns = PriceColumns.from_frame(frame.sort_values("date", kind="stable"))
         try:
-            first, feats = feature_matrix(columns, names)  # rows first.. of the frame (warm-up dropped)
+            found = segmented_features(columns, names, config.source.exchange)
         except ValueError as err:
             raise ValueError(f"{ticker}: {err}") from err
-        forward = labelling.forward_returns(columns.adj_close[first:], h)
-        sigma = labelling.trailing_volatility(columns.adj_close, rule.volatility_window)[first:]
-        unit = sigma * np.sqrt(h) if rule.rule == "volatility" else np.ones(len(feats))
-        dates = columns.date[first:]
-        label_dates = np.full(len(dates), np.datetime64("NaT"), dtype="datetime64[ns]")
-        label_dates[: max(len(dates) - h, 0)] = dates[h:]
-        parts.append((tid, feats, dates, label_dates, forward, unit, sigma))
+        n = len(found.rows)
+        forward = np.full(n, np.nan)
+        unit = np.ones(n)
+        sigma = np.full(n, np.nan)
+        label_dates = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+        dates = columns.date[found.rows]
+        for k, (a, b) in enumerate(found.bounds):
+            kept = np.flatnonzero(found.segment == k)
+            prices_of_run = columns.adj_close[a:b]
+            forward[kept] = labelling.forward_returns(columns.adj_close[found.rows[kept]], h)
+            sigma[kept] = labelling.trailing_volatility(prices_of_run, rule.volatility_window)[
+                found.rows[kept] - a
+            ]
+            if rule.rule == "volatility":
+                unit[kept] = sigma[kept] * np.sqrt(h)
+            label_dates[kept[: max(len(kept) - h, 0)]] = dates[kept[h:]]
+            if k < len(found.bounds) - 1:  # the horizon of the run's last h rows reaches past a gap
+                quality["labels_dropped_at_gaps"] += min(h, len(kept))
+            if k > 0:
+                quality["rows_dropped_after_gaps"] += (b - a) - len(kept)
+        known = np.isfinite(forward) & np.isfinite(unit)
+        # A window ends only where its inputs are one run: w consecutive sessions.
+        whole = found.position >= w - 1
+        quality["windows_dropped_at_gaps"] += int((known & ~whole & (found.segment > 0)).sum())
+        quality["missing_sessions"] += found.missing_sessions
+        quality["zero_volume_sessions"] += int((np.asarray(columns.volume) == 0).sum())
+        runs = found.segment + run_offset
+        run_offset += len(found.bounds)
+        parts.append((tid, found.matrix, dates, label_dates, forward, unit, sigma, whole, runs))
     if not parts or sum(len(p[2]) for p in parts) == 0:
         raise ValueError("no rows left after the features' warm-up: load a longer history")
     ticker_ids = np.concatenate([np.full(len(p[2]), p[0], dtype=np.int32) for p in parts])
-    matrix, dates, label_dates, forward, unit, sigma = (
-        np.concatenate([p[i] for p in parts]) for i in range(1, 7)
+    matrix, dates, label_dates, forward, unit, sigma, whole, runs = (
+        np.concatenate([p[i] for p in parts]) for i in range(1, 9)
     )
-    labelled = np.where(np.isfinite(forward) & np.isfinite(unit), 0, labelling.UNLABELLED).astype(np.int8)
-    return Rows(matrix, ticker_ids, dates, label_dates, forward, unit, sigma, labelled)
+    labelled = np.where(np.isfinite(forward) & np.isfinite(unit) & whole, 0, labelling.UNLABELLED)
+    return Rows(
+        matrix,
+        ticker_ids,
+        dates,
+        label_dates,
+        forward,
+        unit,
+        sigma,
+        labelled.astype(np.int8),
+        whole,
+        runs,
+        quality,
+    )
 
 
 def label_split(rows: Rows, ranges: SplitRanges, config: PipelineConfig) -> tuple[Arrays, float]:
@@ -133,10 +187,12 @@ def label_split(rows: Rows, ranges: SplitRanges, config: PipelineConfig) -> tupl
     if rule.balance_on_train:
         # Chosen on train windows only; validation and test are labelled with the same scale.
         scale = labelling.balancing_scale(rows.forward[ends["train"]], rows.unit[ends["train"]])
-    labels = labelling.classify(rows.forward, scale * rows.unit)
-    known = np.full(len(labels), labelling.UNLABELLED, dtype=np.int8)
-    same_ticker = rows.ticker_ids[h:] == rows.ticker_ids[:-h]
-    known[h:] = np.where(same_ticker, labels[:-h], labelling.UNLABELLED)
+    every_label = labelling.classify(rows.forward, scale * rows.unit)
+    known = np.full(len(every_label), labelling.UNLABELLED, dtype=np.int8)
+    same_run = rows.runs[h:] == rows.runs[:-h]  # h rows back is h sessions back only within one run
+    known[h:] = np.where(same_run, every_label[:-h], labelling.UNLABELLED)
+    # No window ends where its inputs would not be one run; those rows carry no trainable label.
+    labels = np.where(rows.whole, every_label, labelling.UNLABELLED).astype(np.int8)
     arrays = Arrays(
         rows.matrix,
         rows.ticker_ids,
@@ -153,11 +209,11 @@ def label_split(rows: Rows, ranges: SplitRanges, config: PipelineConfig) -> tupl
 
 def assemble(
     prices: Mapping[str, pd.DataFrame | PriceColumns], config: PipelineConfig
-) -> tuple[Arrays, SplitRanges, float]:
+) -> tuple[Arrays, SplitRanges, float, dict[str, object]]:
     """Features and labels per ticker, concatenated; one holdout split over the union of sessions.
 
-    Returns the arrays, the split ranges and the label threshold scale in force (theta or k; with
-    `balance_on_train`, the one chosen on the train windows).
+    Returns the arrays, the split ranges, the label threshold scale in force (theta or k; with
+    `balance_on_train`, the one chosen on the train windows) and the data-quality record.
     """
     rows = assemble_rows(prices, config)
     ranges = chronological_split(
@@ -167,7 +223,7 @@ def assemble(
         config.purge_sessions + config.split.embargo_sessions,
     )
     arrays, scale = label_split(rows, ranges, config)
-    return arrays, ranges, scale
+    return arrays, ranges, scale, rows.quality
 
 
 def train_rows(arrays: Arrays, ranges: SplitRanges) -> np.ndarray:
@@ -192,9 +248,11 @@ def build_dataset(
     print_ = fingerprint(prices, config, source)
     given = (lineage or {}).get("tickers", {})
     used = {t: {**given.get(t, {}), **rows} for t, rows in used_rows(prices).items()}
-    arrays, ranges, scale = assemble(prices, config)
+    arrays, ranges, scale, quality = assemble(prices, config)
     data = {**(lineage or {}), "tickers": used}
-    return _write_split(arrays, ranges, scale, config, out_dir, print_, tuple(sorted(prices)), data=data)
+    return _write_split(
+        arrays, ranges, scale, config, out_dir, print_, tuple(sorted(prices)), data=data, quality=quality
+    )
 
 
 def build_walk_forward(
@@ -257,6 +315,7 @@ def build_walk_forward(
                     tuple(sorted(prices)),
                     k,
                     data=data,
+                    quality=rows.quality,
                 )
             )
         except GuardFailure as err:
@@ -280,6 +339,7 @@ def _write_split(
     tickers: tuple[str, ...],
     fold: int | None = None,
     data: dict | None = None,
+    quality: dict | None = None,
 ) -> DatasetInfo:
     """Fit train-only stats, audit, check the label contract and write one split's dataset folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +359,8 @@ def _write_split(
             **({} if fold is None else {"fold": fold}),
         },
         names[arrays.ticker_ids[rows]] if per_ticker else None,
+        robust=config.features.robust,
+        robust_clip=config.features.robust_clip,
     )
     stats_path = write_stats(stats, out_dir / STATS_FILE)
     audit = audit_leakage(arrays, ranges, read_stats(stats_path), config)
@@ -344,6 +406,7 @@ def _write_split(
         audit=audit,
         std_replaced=stats.std_replaced,
         data=data or {},
+        data_quality=quality or {},
         fold=fold,
     )
     (out_dir / INFO_FILE).write_text(json.dumps(info.as_dict(), indent=2, default=str))

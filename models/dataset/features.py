@@ -3,16 +3,27 @@
 Every feature at day t is a function of rows <= t (a test mutates the future and checks). Rows
 without enough history for every selected feature (the warm-up) are dropped, never filled.
 Features are numpy functions of a ticker's price columns: the dataset build is dominated by them.
+
+Missing sessions: a look-back counts rows, so it must never reach across a session the exchange
+held and the data lacks (a "1-day" return over a gap spans several sessions). `segmented_features`
+cuts a ticker's rows at every gap and computes each gap-free run on its own, each with its warm-up.
+
+Zero volume: a session with volume 0 on a ticker that trades (index data has such prints) is a
+session without a volume print, not a collapse of trading to nothing: `traded_volume` carries the
+last traded volume over it, so `log_volume_change` is 0 there instead of -log(volume) (about -20,
+or 100+ standard deviations). The same function serves training and prediction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from models.prices.store import PriceColumns
+from models.prices import calendar
+from models.prices.store import PRICE_COLUMNS, PriceColumns
 
 FeatureFn = Callable[[PriceColumns], np.ndarray]
 
@@ -74,9 +85,23 @@ def _gap(p: PriceColumns) -> np.ndarray:
     return np.log(p.open * factor) - np.log(_shift(p.close * factor, 1))
 
 
+def traded_volume(volume: np.ndarray) -> np.ndarray:
+    """Volume with each zero print replaced by the last non-zero one; NaN before the first."""
+    volume = np.asarray(volume, dtype=np.float64)
+    traded = volume > 0
+    last = np.where(traded, np.arange(len(volume)), -1)
+    np.maximum.accumulate(last, out=last)
+    return np.where(last >= 0, volume[np.maximum(last, 0)], np.nan)
+
+
 def _log_volume_change(p: PriceColumns) -> np.ndarray:
-    logged = np.log1p(p.volume)
-    return logged - _shift(logged, 1)
+    logged = np.log1p(traded_volume(p.volume))
+    change = logged - _shift(logged, 1)
+    # No traded volume yet on either side (a run of leading zeros): no change, not a missing value.
+    change = np.where(np.isnan(change), 0.0, change)
+    if len(change):
+        change[0] = np.nan  # the first row has no previous row: warm-up
+    return change
 
 
 def _volatility_20(p: PriceColumns) -> np.ndarray:
@@ -143,15 +168,81 @@ def feature_matrix(prices: PriceColumns, names: tuple[str, ...]) -> tuple[int, n
     return first, matrix[first:]
 
 
-def compute_features(prices: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class SegmentedFeatures:
+    """Features of one ticker computed per gap-free run, each run's warm-up dropped.
+
+    Attributes:
+        rows: Index into the ticker's price rows of each matrix row.
+        matrix: [len(rows), features], all finite.
+        segment: Run id of each matrix row (0, 1, ...); rows of one run are consecutive sessions.
+        position: Position of each matrix row among its run's kept rows (0 = first after warm-up).
+        bounds: (first, stop) price rows of each run, in order.
+        missing_sessions: Sessions of the exchange missing between the first and last row.
+    """
+
+    rows: np.ndarray
+    matrix: np.ndarray
+    segment: np.ndarray
+    position: np.ndarray
+    bounds: tuple[tuple[int, int], ...]
+    missing_sessions: int
+
+
+def segmented_features(
+    prices: PriceColumns, names: tuple[str, ...], exchange: str | None
+) -> SegmentedFeatures:
+    """`feature_matrix` over each gap-free run of `prices` (see `gap_segments`), concatenated.
+
+    Raises:
+        ValueError: a feature is not finite after a run's warm-up, or a date is not a session.
+    """
+    n = len(prices)
+    if exchange is None or n == 0:
+        positions = np.arange(n, dtype=np.int64)
+    else:
+        positions = calendar.session_positions(exchange, prices.date)
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    starts = np.concatenate([[0], breaks]).astype(np.int64)
+    stops = np.concatenate([breaks, [n]]).astype(np.int64)
+    rows, parts, segment, position = [], [], [], []
+    for k, (a, b) in enumerate(zip(starts, stops, strict=True)):
+        if b <= a:
+            continue
+        part = PriceColumns(**{f: prices[f][a:b] for f in ("date", *PRICE_COLUMNS)})
+        first, matrix = feature_matrix(part, names)
+        rows.append(np.arange(a + first, b, dtype=np.int64))
+        parts.append(matrix)
+        segment.append(np.full(len(matrix), k, dtype=np.int64))
+        position.append(np.arange(len(matrix), dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    return SegmentedFeatures(
+        rows=np.concatenate(rows) if rows else empty,
+        matrix=np.concatenate(parts) if parts else np.zeros((0, len(names))),
+        segment=np.concatenate(segment) if segment else empty,
+        position=np.concatenate(position) if position else empty,
+        bounds=tuple((int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a),
+        missing_sessions=int(positions[-1] - positions[0] + 1 - n) if n else 0,
+    )
+
+
+def compute_features(
+    prices: pd.DataFrame, names: tuple[str, ...], exchange: str | None = None
+) -> pd.DataFrame:
     """Features of one ticker's prices (sorted by date) as a frame, warm-up rows dropped.
 
+    With `exchange`, features are computed per gap-free run of sessions (see `segmented_features`).
+
     Returns:
-        `date`, `adj_close` and one float64 column per feature, in `names` order.
+        `date`, `adj_close` and one float64 column per feature, in `names` order, then `segment`
+        and `position` (run id and position in the run) when `exchange` is given.
     """
     prices = prices.reset_index(drop=True)
-    first, matrix = feature_matrix(PriceColumns.from_frame(prices), names)
-    out = pd.DataFrame(matrix, columns=list(names))
-    out.insert(0, "adj_close", prices["adj_close"].to_numpy()[first:])
-    out.insert(0, "date", prices["date"].to_numpy()[first:])
+    found = segmented_features(PriceColumns.from_frame(prices), names, exchange)
+    out = pd.DataFrame(found.matrix, columns=list(names))
+    out.insert(0, "adj_close", prices["adj_close"].to_numpy()[found.rows])
+    out.insert(0, "date", prices["date"].to_numpy()[found.rows])
+    if exchange is not None:
+        out["segment"] = found.segment
+        out["position"] = found.position
     return out

@@ -22,6 +22,8 @@ class IngestRecord:
     first_date: str | None = None
     last_date: str | None = None
     gaps: int = 0  # sessions of the exchange missing between first_date and last_date
+    # Stored sessions with volume 0: features treat them as missing volume (models.dataset.features).
+    zero_volume: int = 0
     fetched_from: str | None = None  # first date asked of the source this run
     reason: str | None = None
     note: str | None = None  # e.g. how a store file written before per-source folders was adopted
@@ -114,6 +116,8 @@ def ingest_ticker(
         exchange=source.exchange,
         max_daily_move=source.max_daily_move,
         today=fetched_at.tz_convert("UTC").date(),
+        max_price=source.max_price,
+        max_volume=source.max_volume,
     )
     label = sources.source_label(source)
     note = store.adopt_legacy_file(home, ticker)
@@ -181,7 +185,7 @@ def _record(
     reason: str | None = None,
     note: str | None = None,
 ) -> IngestRecord:
-    stored = store.read_prices(home, ticker, source=sources.source_label(source), columns=["date"])
+    stored = store.read_prices(home, ticker, source=sources.source_label(source), columns=["date", "volume"])
     gaps = store.session_gaps(source.exchange, stored["date"])
     return IngestRecord(
         ticker,
@@ -190,6 +194,7 @@ def _record(
         str(stored["date"].iloc[0].date()),
         str(stored["date"].iloc[-1].date()),
         gaps=len(gaps),
+        zero_volume=int((stored["volume"] == 0).sum()),
         fetched_from=None if fetched_from is None else str(fetched_from),
         reason=reason,
         note=note,

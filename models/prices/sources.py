@@ -1,7 +1,8 @@
 """Price sources behind one interface: the sample market, a CSV/Parquet folder, and yfinance.
 
-`load` returns a frame with columns date, open, high, low, close, adj_close, volume (dates tz-naive,
-datetime64[ns]) or raises an error that names the ticker. There is no fallback from one source to
+`load` returns a frame with columns date, open, high, low, close, adj_close, volume (session dates,
+tz-naive datetime64[ns]; the folder source adds each row's `location`, its file and line) or raises
+an error that names the ticker. There is no fallback from one source to
 another: the source a model was trained on is always the one configured, and it is recorded.
 """
 
@@ -11,27 +12,12 @@ import datetime as dt
 import functools
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from models.config import SourceConfig, validate_ticker
-from models.prices import sample, store
-
-COLUMN_ALIASES = {
-    "date": "date",
-    "datetime": "date",
-    "open": "open",
-    "high": "high",
-    "low": "low",
-    "close": "close",
-    "adj close": "adj_close",
-    "adj_close": "adj_close",
-    "adjclose": "adj_close",
-    "adjusted close": "adj_close",
-    "volume": "volume",
-}
+from models.prices import reader, sample, store
 
 
 class SourceError(RuntimeError):
@@ -123,83 +109,47 @@ def load(
             exchange=source.exchange,
         )
     elif source.kind == "folder":
-        frame = read_folder_file(Path(source.folder or ""), ticker)
+        frame = read_folder_file(Path(source.folder or ""), ticker, source.exchange)
     else:
         if home is None:
             raise ValueError("the yfinance source needs the data home (for yfinance's caches)")
-        frame = fetch_yfinance([ticker], start, end, home)[ticker]
+        frame = fetch_yfinance([ticker], start, end, home, source.exchange)[ticker]
     if today is not None:
         future = frame["date"] > pd.Timestamp(today)
         if future.any():
-            day = frame.loc[future, "date"].iloc[0].date()
+            first = frame.loc[future].iloc[0]
+            at = f"; {first['location']}" if "location" in frame.columns else ""
             raise store.PriceValidationError(
-                f"{ticker} {day} column 'date': date is in the future (today is {today}) "
-                f"({int(future.sum())} row(s))"
+                f"{ticker} {first['date'].date()} column 'date': date is in the future "
+                f"(today is {today}) ({int(future.sum())} row(s){at})"
             )
     in_range = (frame["date"] >= pd.Timestamp(start)) & (frame["date"] <= pd.Timestamp(end))
     return frame.loc[in_range].reset_index(drop=True)
 
 
-def normalize_columns(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """Map the usual spellings (`Date`, `Adj Close`, `adj_close`, any case) to the store's names."""
-    renamed: dict[str, str] = {}
-    for column in frame.columns:
-        key = re.sub(r"\s+", " ", str(column).strip().lower())
-        if key in COLUMN_ALIASES:
-            target = COLUMN_ALIASES[key]
-            if target in renamed.values():
-                raise SourceError(f"{origin}: two columns map to {target!r}")
-            renamed[column] = target
-    frame = frame.rename(columns=renamed)
-    missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in frame]
-    if missing:
-        raise SourceError(f"{origin}: missing column(s) {missing}; found {list(frame.columns)}")
-    if "adj_close" not in frame:
-        frame = frame.assign(adj_close=frame["close"])
-    return frame[["date", "open", "high", "low", "close", "adj_close", "volume"]]
+def read_folder_file(folder: Path, ticker: str, exchange: str = "XNYS") -> pd.DataFrame:
+    """Read `<folder>/<TICKER>.parquet` or `.csv` with `models.prices.reader` (every shape it accepts).
 
+    Returns:
+        date, open, high, low, close, adj_close, volume and `location` (file and line of each row).
 
-def read_folder_file(folder: Path, ticker: str) -> pd.DataFrame:
-    """Read `<folder>/<TICKER>.parquet` or `.csv`; errors name the file, line and column."""
+    Raises:
+        SourceError: no such file, or one that cannot be read as prices; the message names the file,
+            line and column.
+    """
     path = folder_file(folder, ticker)
     if path is None:
         raise SourceError(f"{ticker}: no {ticker}.parquet or {ticker}.csv in {folder}")
     try:
-        raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as err:  # the reader's own message says what is wrong with the bytes
-        raise SourceError(f"{path}: cannot be read: {err}") from err
-    if raw.empty:
-        raise SourceError(f"{path}: no rows")
-    if str(raw.index.name).strip().lower() in ("date", "datetime"):
-        raw = raw.reset_index()  # a frame saved straight from yfinance keeps its dates in the index
-    frame = normalize_columns(raw, str(path))
-    if pd.api.types.is_datetime64_any_dtype(frame["date"]):  # typed Parquet dates, maybe tz-aware
-        dates = frame["date"]
-        parsed = dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
-    else:
-        parsed = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
-    bad = parsed.isna()
-    if bad.any():
-        i = int(bad.to_numpy().argmax())
-        line = i + 2 if path.suffix == ".csv" else i  # +1 header, +1 one-based
-        where = f"line {line}" if path.suffix == ".csv" else f"row {line}"
-        raise SourceError(
-            f"{path}: {where} column 'date': {frame['date'].iloc[i]!r} is not a YYYY-MM-DD date"
-        )
-    frame = frame.assign(date=parsed.astype("datetime64[ns]"))
-    for column in ("open", "high", "low", "close", "adj_close", "volume"):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise SourceError(
-                f"{path}: line {i + 2} column {column!r}: {frame[column].iloc[i]!r} is not a number"
-            )
-        frame[column] = values
-    return frame
+        frame = reader.read_price_file(path, exchange, ticker=ticker)
+    except reader.PriceFileError as err:
+        raise SourceError(str(err)) from err
+    return frame.drop(columns="ticker")
 
 
-def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path) -> dict[str, pd.DataFrame]:
+def fetch_yfinance(
+    tickers: list[str], start: dt.date, end: dt.date, home: Path, exchange: str = "XNYS"
+) -> dict[str, pd.DataFrame]:
     """Unadjusted OHLC, Adj Close and volume per ticker through yfinance, or an error naming the ticker.
 
     `Ticker.history` is used rather than `yf.download`: the latter logs failures and returns an empty
@@ -212,6 +162,8 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
         end: Last date (inclusive).
         home: Data home; yfinance's timezone and cookie caches go to `<home>/cache/yfinance`
             instead of the user's home folder.
+        exchange: The calendar whose session dates the bars are dated by (`reader.session_dates`:
+            yfinance stamps a daily bar at midnight of the listing's own timezone).
 
     Raises:
         TransientSourceError: network failure, HTTP 5xx (Yahoo's HTML error page) or rate limit.
@@ -242,9 +194,11 @@ def fetch_yfinance(tickers: list[str], start: dt.date, end: dt.date, home: Path)
             raise classify_yfinance_error(ticker, err) from err
         if raw is None or raw.dropna(how="all").empty:
             raise SourceError(f"{ticker}: yfinance returned no prices for {start}..{end}")
-        one = normalize_columns(raw.dropna(how="all").reset_index(), f"yfinance {ticker}")
-        one["date"] = pd.to_datetime(one["date"]).dt.tz_localize(None).astype("datetime64[ns]")
-        out[ticker] = one
+        try:
+            one = reader.price_frame(raw.dropna(how="all"), exchange, ticker, f"yfinance {ticker}")
+        except reader.PriceFileError as err:
+            raise SourceError(str(err)) from err
+        out[ticker] = one[list(reader.COLUMNS)]
     return out
 
 

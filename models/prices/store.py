@@ -100,11 +100,16 @@ class ValidationRules:
         max_daily_move: Largest accepted one-session |adj_close change| as a fraction (0.5 = 50 %).
             adj_close is split- and dividend-adjusted, so a split alone never trips it.
         today: Dates after this day are refused as future dates.
+        max_price: Largest accepted open/high/low/close/adj_close: a value beyond any market's
+            (1e308 overflows every later computation) is a data error, refused where it enters.
+        max_volume: Largest accepted daily volume.
     """
 
     exchange: str | None = None
     max_daily_move: float | None = None
     today: dt.date | None = None
+    max_price: float | None = None
+    max_volume: float | None = None
 
 
 META_KEY = b"updown.store"
@@ -233,14 +238,18 @@ def adopt_legacy_file(home: Path, ticker: str) -> str | None:
 def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | None = None) -> None:
     """Raise PriceValidationError naming ticker, date and column for the first broken rule.
 
+    When the frame has a `location` column (rows read by `models.prices.reader`), the message ends
+    with the file and line of the first offending row.
+
     Args:
         ticker: Symbol, named in every message.
-        frame: Columns date, open, high, low, close, adj_close, volume.
-        rules: Calendar, one-day-move and future-date checks; None runs only the frame's own checks.
+        frame: Columns date, open, high, low, close, adj_close, volume (and optionally location).
+        rules: Calendar, one-day-move, future-date and magnitude checks; None runs only the frame's
+            own checks.
 
     Raises:
         PriceValidationError: the first rule broken, e.g. "ACME 2024-06-22 column 'date': not a
-            XNYS session (Saturday) (1 row(s))".
+            XNYS session (Saturday) (1 row(s); /data/ACME.csv: line 120)".
     """
     rules = rules or ValidationRules()
     missing = [c for c in ("date", *PRICE_COLUMNS) if c not in frame.columns]
@@ -249,14 +258,17 @@ def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | N
     if frame.empty:
         raise PriceValidationError(f"{ticker}: no rows")
     dates = frame["date"]
+    locations = frame["location"] if "location" in frame.columns else None
 
     def first_bad(mask: pd.Series | np.ndarray, column: str, reason: str) -> None:
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
             i = int(np.argmax(mask))
             day = pd.Timestamp(dates.iloc[i]).date() if pd.notna(dates.iloc[i]) else "NaT"
+            where = locations.iloc[i] if locations is not None else None
+            at = f"; {where}" if isinstance(where, str) and where else ""
             raise PriceValidationError(
-                f"{ticker} {day} column {column!r}: {reason} ({int(mask.sum())} row(s))"
+                f"{ticker} {day} column {column!r}: {reason} ({int(mask.sum())} row(s){at})"
             )
 
     first_bad(dates.isna(), "date", "missing date")
@@ -267,18 +279,50 @@ def validate_prices(ticker: str, frame: pd.DataFrame, rules: ValidationRules | N
         first_bad(~np.isfinite(values.to_numpy(dtype=float)), column, "not finite")
     for column in ("open", "high", "low", "close", "adj_close"):
         first_bad(frame[column] <= 0, column, "price must be positive")
+        if rules.max_price is not None:
+            values = frame[column].astype(float)
+            too_large = values > rules.max_price
+            if too_large.any():
+                value = values[too_large].iloc[0]
+                first_bad(
+                    too_large,
+                    column,
+                    f"{value:.6g} is larger than any market's price (max_price {rules.max_price:.6g})",
+                )
     first_bad(frame["volume"] < 0, "volume", "volume must be >= 0")
+    if rules.max_volume is not None:
+        volumes = frame["volume"].astype(float)
+        too_large = volumes > rules.max_volume
+        if too_large.any():
+            value = volumes[too_large].iloc[0]
+            first_bad(
+                too_large,
+                "volume",
+                f"{value:.6g} is larger than any market's daily volume (max_volume {rules.max_volume:.6g})",
+            )
     first_bad(frame["high"] < frame["low"], "high", "high below low")
     first_bad(frame["open"] > frame["high"], "open", "open above high")
     first_bad(frame["open"] < frame["low"], "open", "open below low")
     first_bad(frame["close"] > frame["high"], "close", "close above high")
     first_bad(frame["close"] < frame["low"], "close", "close below low")
+    stamps = pd.to_datetime(dates)
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        first_bad(np.ones(len(stamps), dtype=bool), "date", "has a timezone; the store holds session dates")
+    first_bad(
+        stamps != stamps.dt.normalize(),
+        "date",
+        "has a time of day; a daily row is dated by its session (read it with models.prices.reader)",
+    )
     first_bad(dates.duplicated(), "date", "duplicate date")
     first_bad(dates.diff() < pd.Timedelta(0), "date", "dates not sorted ascending")
-    days = pd.to_datetime(dates).dt.tz_localize(None).dt.normalize()
+    days = stamps.dt.normalize()
     if rules.today is not None:
         first_bad(days > pd.Timestamp(rules.today), "date", f"date is in the future (today is {rules.today})")
     if rules.exchange is not None:
+        for day in (days.iloc[0], days.iloc[-1]):
+            reason = calendar.outside_reason(rules.exchange, day)
+            if reason is not None:
+                first_bad(days == day, "date", reason)
         known = calendar.sessions(rules.exchange, days.iloc[0].date(), days.iloc[-1].date())
         not_session = ~days.isin(known)
         if not_session.any():
@@ -454,7 +498,7 @@ def upsert(
         # which covers order, duplicates and the one-day move across the seam.
         dates = merged["date"].to_numpy(dtype="datetime64[ns]")
         first = int(np.searchsorted(dates, new["date"].to_numpy(dtype="datetime64[ns]").min()))
-        validate_prices(ticker, merged.iloc[max(first - 1, 0) :], rules)
+        validate_prices(ticker, _with_locations(merged.iloc[max(first - 1, 0) :], frame), rules)
     if changed or read_meta(home, ticker, source=source) != lineage:
         _claim_namespace(home, source)
         write_atomic(
@@ -494,6 +538,17 @@ def _with_meta(table: pa.Table, lineage: dict) -> pa.Table:
     return table.replace_schema_metadata(
         {**(table.schema.metadata or {}), META_KEY: json.dumps(lineage, sort_keys=True).encode()}
     )
+
+
+def _with_locations(merged: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """`merged` with the file location of each row that came from `frame` (stored rows get none)."""
+    if "location" not in frame.columns:
+        return merged
+    where = pd.Series(
+        frame["location"].to_numpy(), index=pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    )
+    where = where[~where.index.duplicated()]
+    return merged.assign(location=merged["date"].map(where))
 
 
 def restated_dates(stored: pd.DataFrame, fetched: pd.DataFrame, tolerance: float) -> list[dt.date]:

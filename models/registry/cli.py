@@ -13,8 +13,10 @@ Examples:
     python -m models doctor updown --fix                    # repair aliases, remove leftovers
 
 The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
-A price file holds the store's columns (date, open, high, low, close, adj_close, volume) and either
-a `ticker` column or one ticker named by the file (AAA.parquet).
+A price file is anything the folder source reads (models.prices.reader): the store's columns (date,
+open, high, low, close, adj_close, volume, any usual spelling), or what yfinance writes
+(Ticker.history / yf.download, .to_csv() or .to_parquet()); without a `ticker` column, and not a
+yf.download file, it holds the ticker named by the file (AAA.parquet).
 Exit status: 0 on success, 1 on a registry or data error, 2 on bad usage. An error is one paragraph
 on stderr; -v/--debug adds its traceback.
 """
@@ -132,13 +134,11 @@ def cmd_show(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def cmd_predict(registry: Registry, args: argparse.Namespace) -> int:
-    import pandas as pd
+    from models.registry.smoke import read_prices_files
 
-    from models.registry.smoke import read_prices_file
-
-    prices = pd.concat([read_prices_file(p) for p in args.prices], ignore_index=True)
     predictor = registry.load_predictor(args.ref)
-    predictions = predictor.predict(prices)
+    prices = read_prices_files(args.prices, predictor.exchange)
+    predictions = predictor.predict(prices, max_abs_z=args.max_z)
     if args.latest:
         predictions = predictions.groupby("ticker", sort=True).tail(1).reset_index(drop=True)
     if args.out:
@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", nargs="+", required=True, help="Parquet or CSV price file(s)")
     p.add_argument("--out", help="write .parquet or .csv here (default: CSV on stdout)")
     p.add_argument("--latest", action="store_true", help="only the latest date of each ticker")
+    p.add_argument(
+        "--max-z",
+        type=float,
+        help="flag a window (out_of_range) when a normalized input lies beyond ±this "
+        "(default: the bundle's registry.out_of_range_z, 10)",
+    )
     p.set_defaults(run=cmd_predict)
 
     p = sub.add_parser("alias", parents=[common], help="move an alias (e.g. roll the champion back)")

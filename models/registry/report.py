@@ -95,6 +95,7 @@ def build_manifest(
         # The data actually used (per-ticker first/last date and rows, drops, age), next to the
         # config that asked for it: see models.prices.lineage.data_lineage.
         "data": dataset.data,
+        "data_quality": dict(dataset.data_quality),
         "config": config.model_dump(mode="json"),
         "training": training,
         "metrics": metrics,
@@ -130,6 +131,7 @@ def render_report(manifest: dict) -> str:
             for s, r in manifest["splits"].items()
         ),
         f"- data fingerprint: `{manifest['data_fingerprint'][:16]}`",
+        *_quality_lines(manifest.get("data_quality") or {}),
         "",
         *render_data(manifest.get("data") or {}),
         "## Class balance",
@@ -232,6 +234,18 @@ def render_data(data: dict) -> list[str]:
     for ticker, used in data["tickers"].items():
         out.append(f"| {ticker} | {used['first_date']} | {used['last_date']} | {used['rows']} |")
     return [*out, ""]
+
+
+def _quality_lines(quality: dict) -> list[str]:
+    """The report's line on missing sessions and zero-volume prints (nothing when there were none)."""
+    if not quality.get("missing_sessions") and not quality.get("zero_volume_sessions"):
+        return []
+    return [
+        f"- data: {quality.get('missing_sessions', 0)} missing session(s): "
+        f"{quality.get('windows_dropped_at_gaps', 0)} window(s), {quality.get('labels_dropped_at_gaps', 0)} "
+        f"label(s) and {quality.get('rows_dropped_after_gaps', 0)} warm-up row(s) dropped so none spans "
+        f"a gap; {quality.get('zero_volume_sessions', 0)} zero-volume session(s) read as missing volume"
+    ]
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, walk_forward: dict | None = None) -> Path:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.prices import reader
+
 # Rows per ticker kept for the smoke test: the window plus generous room for feature warm-up
 # (the longest look-back among the features is 21 sessions).
 SMOKE_ROWS = 120
@@ -50,22 +52,18 @@ def write_smoke_prices(prices: Mapping[str, pd.DataFrame], path: Path, rows: int
     return path
 
 
-def read_prices_file(path: str | Path) -> pd.DataFrame:
-    """Daily prices from a Parquet or CSV file; without a `ticker` column the file stem is the ticker.
+def read_prices_files(paths: list[str | Path], exchange: str) -> pd.DataFrame:
+    """Daily prices from CSV or Parquet files in any shape the folder source reads, one frame.
 
     Args:
-        path: A `.parquet` or `.csv` file in the store's columns (date, open, high, low, close,
-            adj_close, volume), optionally with `ticker`.
+        paths: Files; one without a `ticker` column (and not a yf.download file) holds the ticker
+            named by its stem (AAA.csv).
+        exchange: The calendar whose session dates timestamps are mapped to (the bundle's).
 
     Returns:
-        The rows with `date` as datetime64[ns] and a `ticker` column.
+        Columns ticker, date, open, high, low, close, adj_close, volume and location (file and line).
     """
-    path = Path(path)
-    frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    if "ticker" not in frame.columns:
-        frame = frame.assign(ticker=path.stem.upper())
-    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
-    return frame
+    return pd.concat([reader.read_price_file(p, exchange) for p in paths], ignore_index=True)
 
 
 def check_predictions(predictions: pd.DataFrame, classes: list[str]) -> None:
@@ -103,9 +101,10 @@ def run_smoke(
 
     started = time.perf_counter()
     predictor = Registry(registry_url).load_predictor(ref)
-    predictions = predictor.predict(read_prices_file(prices_path))
+    predictions = predictor.predict(read_prices_files([prices_path], predictor.exchange))
     predictions = predictions.groupby("ticker", sort=True).tail(latest)
     check_predictions(predictions, predictor.classes)
+    flagged = predictions["out_of_range"].to_numpy(dtype=bool)
     return {
         "passed": True,
         "reason": None,
@@ -113,6 +112,10 @@ def run_smoke(
         "windows": len(predictions),
         "tickers": sorted(predictions["ticker"].unique().tolist()),
         "last_date": str(pd.Timestamp(predictions["date"].max()).date()),
+        # Windows with an input beyond ±out_of_range_z train stds: reported, not a failure.
+        "out_of_range_windows": int(flagged.sum()),
+        "out_of_range_share": round(float(flagged.mean()), 4),
+        "out_of_range_z": predictor.out_of_range_z,
         "seconds": round(time.perf_counter() - started, 2),
     }
 

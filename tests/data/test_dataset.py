@@ -166,7 +166,24 @@ def test_zero_std_becomes_one_and_is_recorded(tmp_path):
     back = read_stats(write_stats(stats, tmp_path / "stats.parquet"))
     assert back.std_replaced == ("constant",) and back.std[1] == 1.0
     plain = pq.read_table(tmp_path / "stats.parquet").to_pandas()  # readable without project code
-    assert list(plain.columns) == ["feature", "mean", "std", "count", "scope", "std_replaced"]
+    assert list(plain.columns) == [
+        "feature",
+        "mean",
+        "std",
+        "count",
+        "scope",
+        "std_replaced",
+        "method",
+        "center",
+        "scale",
+        "clip",
+    ]
+    # What is applied: center/scale equal mean/std for the default method, and nothing is clipped.
+    assert plain["center"].tolist() == plain["mean"].tolist() and plain["scale"].tolist() == [
+        pytest.approx(np.arange(10.0).std()),
+        1.0,
+    ]
+    assert plain["method"].tolist() == ["zscore", "zscore"] and np.isinf(plain["clip"]).all()
 
 
 def test_volatility_rule_balanced_on_train_is_chosen_on_train_only(tmp_path):
@@ -210,3 +227,92 @@ def test_per_ticker_stats_equal_pandas_per_ticker_over_train_rows(tmp_path):
     assert set(plain["scope"]) == set(prices) and len(plain) == 4 * len(config.features.names)
     with pytest.raises(ValueError, match="have none for \\['ZZZ'\\]"):
         stats.apply(np.zeros((2, len(config.features.names))), "ZZZ")
+
+
+def test_windows_and_labels_never_span_a_missing_session(tmp_path):
+    """Counted in exchange sessions, not rows: with sessions missing, every window is `window`
+    consecutive sessions and every label looks exactly `horizon` sessions ahead."""
+    from models.prices import calendar
+
+    config = tiny_config()
+    w, h = config.window.length, config.labels.horizon
+    prices = sample_prices(config)
+    gapped = dict(prices)
+    gapped["AAA"] = prices["AAA"].drop(index=[300, 301, 302]).reset_index(drop=True)  # in train
+    bbb = prices["BBB"]
+    gapped["BBB"] = bbb.drop(index=[len(bbb) - 60]).reset_index(drop=True)  # in test
+    info = ds_build.build_dataset(gapped, config, tmp_path, {"kind": "sample"})
+    arrays = ds_arrays.load_arrays(info.path)
+    sessions = calendar.sessions("XNYS", config.source.start, config.source.end).to_numpy()
+    at = np.searchsorted(sessions, arrays.dates)
+    for split, ends in arrays.ends.items():
+        assert len(ends), split
+        np.testing.assert_array_equal(at[ends] - at[ends - (w - 1)], w - 1)
+        np.testing.assert_array_equal(np.searchsorted(sessions, arrays.label_dates[ends]) - at[ends], h)
+    # Each gap costs: the `horizon` labels before it, the warm-up (20 rows for momentum_20 and
+    # volatility_20) and the first window - 1 ends after it.
+    assert info.data_quality == {
+        "policy": info.data_quality["policy"],
+        "missing_sessions": 4,
+        "rows_dropped_after_gaps": 2 * 20,
+        "windows_dropped_at_gaps": 2 * (w - 1),
+        "labels_dropped_at_gaps": 2 * h,
+        "zero_volume_sessions": 0,
+    }
+    complete = ds_build.build_dataset(prices, config, tmp_path / "complete", {"kind": "sample"})
+    assert (
+        complete.data_quality["missing_sessions"] == 0
+        and complete.data_quality["windows_dropped_at_gaps"] == 0
+    )
+    assert sum(info.sizes.values()) < sum(complete.sizes.values())
+
+
+def test_robust_normalization_is_fitted_on_train_only_and_clips_what_the_model_sees(tmp_path):
+    config = tiny_config(features={"robust": ["log_volume_change"], "robust_clip": 2.0})
+    prices = sample_prices(config)
+    info = ds_build.build_dataset(prices, config, tmp_path / "a", {"kind": "sample"})
+    stats = read_stats(info.stats_path)
+    j = config.features.names.index("log_volume_change")
+    arrays = ds_arrays.load_arrays(info.path)
+    train = ds_build.train_rows(arrays, SplitRanges.from_dict(info.splits))
+    column = arrays.matrix[train, j]
+    q25, median, q75 = np.quantile(column, [0.25, 0.5, 0.75])
+    assert stats.methods[j] == "robust" and stats.center[j] == pytest.approx(median)
+    assert stats.scale[j] == pytest.approx((q75 - q25) / 1.349) and stats.clip[j] == 2.0
+    assert stats.mean[j] == pytest.approx(column.mean())  # the true mean is kept beside the center
+    others = [k for k in range(len(config.features.names)) if k != j]
+    assert all(stats.methods[k] == "zscore" and np.isinf(stats.clip[k]) for k in others)
+    # What training feeds the model is clipped to ±2 for that feature only.
+    inputs = ds_arrays.normalized_matrix(info, arrays)
+    assert np.abs(inputs[:, j]).max() == pytest.approx(2.0) and np.abs(inputs[:, others]).max() > 2.0
+    # Prices after the train split change nothing in the fitted center and scale.
+    train_end = pd.Timestamp(info.splits["train"][1])
+    mutated = {
+        t: f.assign(volume=np.where(f["date"] > train_end, f["volume"] * 7, f["volume"]))
+        for t, f in prices.items()
+    }
+    other = read_stats(ds_build.build_dataset(mutated, config, tmp_path / "b", {"kind": "sample"}).stats_path)
+    np.testing.assert_array_equal(other.center, stats.center)
+    np.testing.assert_array_equal(other.scale, stats.scale)
+
+
+def test_a_robust_center_fitted_beyond_the_train_rows_is_refused_by_the_audit(tmp_path):
+    """The audit recomputes what is applied, not only mean and std: a median taken over all rows
+    under honest train means and stds is leakage too."""
+    config = tiny_config(features={"robust": ["log_volume_change"]})
+    info = ds_build.build_dataset(sample_prices(config), config, tmp_path, {"kind": "sample"})
+    arrays = ds_arrays.load_arrays(info.path)
+    ranges = SplitRanges.from_dict(info.splits)
+    honest = read_stats(info.stats_path)
+    assert ds_audit.audit_leakage(arrays, ranges, honest, config)["stats_recomputed"] is True
+    everything = fit_normalization(arrays.matrix, config.features.names, {}, robust=config.features.robust)
+    j = config.features.names.index("log_volume_change")
+    center, scale = honest.center.copy(), honest.scale.copy()
+    center[j], scale[j] = everything.center[j], everything.scale[j]
+    leaky = dataclasses.replace(honest, center=center, scale=scale)
+    with pytest.raises(
+        GuardFailure,
+        match=r"feature 'log_volume_change' \(robust\) is centered at .* recomputed on those rows",
+    ) as err:
+        ds_audit.audit_leakage(arrays, ranges, leaky, config)
+    assert err.value.codes == ["leakage"]

@@ -117,49 +117,146 @@ def future_date(folder: Path) -> None:
     csv(pd.concat([frame, extra]))(folder)
 
 
-LINE_0620 = row(good_prices(), "2024-06-20") + 2  # the CSV's line: +1 for the header, +1 one-based
+def line_of(day: str, offset: int = 0) -> int:
+    """The physical CSV line of `day`'s row in good_prices(): +1 for the header, +1 one-based."""
+    return row(good_prices(), day) + 2 + offset
+
+
+LINE_0620 = line_of("2024-06-20")
+
+
+def at(line: int, file: str = "ACME.csv") -> str:
+    """Where a validation error says the first broken row is: "(N row(s); <file>: line L)" at its end.
+
+    A lookahead, so `at(L) + pattern` reads in the order of the CORPUS while the message itself ends
+    with the location: "ACME 2024-06-20 column 'open': missing value (1 row(s); /.../ACME.csv: line 118)".
+    """
+    unit = "line" if file.endswith(".csv") else "row"
+    return rf"(?=.*\(\d+ row\(s\); \S*/{re.escape(file)}: {unit} {line}\)$)"
+
+
+def huge_price(folder: Path) -> None:
+    frame = good_prices()
+    i = row(frame, "2024-06-20")
+    frame.loc[i, ["High", "Close"]] = 1e308
+    csv(frame)(folder)
+
+
+def huge_volume(folder: Path) -> None:
+    frame = good_prices().astype(object)
+    frame.loc[row(frame, "2024-06-20"), "Volume"] = 5e15
+    csv(frame)(folder)
+
+
+def with_blank_lines(folder: Path) -> None:
+    """Blank lines before the broken row: the error names the line an editor shows (line 2739, not
+    2737), so every blank line before it counts."""
+    frame = good_prices().astype(object)
+    frame.loc[row(frame, "2024-06-20"), "Close"] = "abc"
+    text = frame.to_csv(index=False).splitlines()
+    lines = [text[0], "", *text[1:10], "", "", *text[10:]]  # 3 blank lines before 2024-06-20
+    (folder / "ACME.csv").write_text("\n".join(lines) + "\n")
+
+
+def parquet_wrong_type(folder: Path) -> None:
+    frame = good_prices().astype(object)
+    frame.loc[row(frame, "2024-06-20"), "Close"] = "abc"
+    frame["Close"] = frame["Close"].astype(str)
+    frame.to_parquet(folder / "ACME.parquet", index=False)
+
+
+def parquet_close_above_high(folder: Path) -> None:
+    frame = good_prices()
+    frame.loc[row(frame, "2024-06-20"), "Close"] = 1000.0
+    frame.to_parquet(folder / "ACME.parquet", index=False)
+
+
+def ragged_row(folder: Path) -> None:
+    text = good_prices().to_csv(index=False).splitlines()
+    i = row(good_prices(), "2024-06-20") + 1
+    text[i] += ",7"
+    (folder / "ACME.csv").write_text("\n".join(text) + "\n")
+
+
+def mixed_timezones(folder: Path) -> None:
+    frame = good_prices()
+    stamps = pd.DatetimeIndex(frame["Date"]).tz_localize("America/New_York")
+    frame["Date"] = [str(s) for s in stamps]
+    frame.loc[row(good_prices(), "2024-06-20"), "Date"] = "2024-06-20"
+    csv(frame)(folder)
+
+
+def one_session_twice(folder: Path) -> None:
+    """New York midnight with its offset and the same instant in UTC: one session, two rows."""
+    frame = good_prices()
+    stamps = pd.DatetimeIndex(frame["Date"]).tz_localize("America/New_York")
+    frame["Date"] = [str(s) for s in stamps]
+    i = row(good_prices(), "2024-06-20")
+    extra = frame.iloc[[i]].assign(Date="2024-06-20 04:00:00+00:00")
+    csv(pd.concat([frame.iloc[: i + 1], extra, frame.iloc[i + 1 :]]))(folder)
+
+
+def other_ticker_download(folder: Path) -> None:
+    """A yf.download CSV of another ticker saved as ACME.csv (three-row header, as yfinance writes)."""
+    frame = good_prices().set_index("Date").drop(columns="Adj Close")
+    frame.columns = pd.MultiIndex.from_product([frame.columns, ["OTHR"]], names=["Price", "Ticker"])
+    frame.index.name = "Date"
+    frame.to_csv(folder / "ACME.csv")
+
 
 CORPUS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     # name: (write the broken source file, ticker asked for, expected error message pattern)
-    "nan_row": (nan_row, "ACME", r"ACME 2024-06-20 column 'open': missing value"),
+    "nan_row": (nan_row, "ACME", at(LINE_0620) + r"ACME 2024-06-20 column 'open': missing value"),
     "negative_price": (
         edited("2024-06-20", Close=-5.0),
         "ACME",
-        r"ACME 2024-06-20 column 'close': price must be positive",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'close': price must be positive",
     ),
     "zero_price": (
         edited("2024-06-20", Open=0.0),
         "ACME",
-        r"ACME 2024-06-20 column 'open': price must be positive",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'open': price must be positive",
     ),
     "negative_volume": (
         edited("2024-06-20", Volume=-100),
         "ACME",
-        r"ACME 2024-06-20 column 'volume': volume must be >= 0",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'volume': volume must be >= 0",
     ),
     "infinite_price": (
         edited("2024-06-20", High="inf"),
         "ACME",
-        r"ACME 2024-06-20 column 'high': not finite",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'high': not finite",
     ),
     "high_below_low": (
         edited("2024-06-20", High=40.0, Low=60.0),
         "ACME",
-        r"ACME 2024-06-20 column 'high': high below low",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'high': high below low",
     ),
     "close_above_high": (
         edited("2024-06-20", Close=1000.0),
         "ACME",
-        r"ACME 2024-06-20 column 'close': close above high",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'close': close above high",
     ),
-    "duplicate_date": (duplicate_date, "ACME", r"ACME 2024-06-20 column 'date': duplicate date"),
-    "unsorted_dates": (unsorted_dates, "ACME", r"ACME 2024-06-20 column 'date': dates not sorted ascending"),
+    "duplicate_date": (
+        duplicate_date,
+        "ACME",
+        at(LINE_0620 + 1) + r"ACME 2024-06-20 column 'date': duplicate date",
+    ),
+    "unsorted_dates": (
+        unsorted_dates,
+        "ACME",
+        at(LINE_0620 + 1) + r"ACME 2024-06-20 column 'date': dates not sorted ascending",
+    ),
     "weekend_date": (
         edited("2024-06-21", Date="2024-06-22"),
         "ACME",
-        r"ACME 2024-06-22 column 'date': not a XNYS session \(Saturday\)",
+        at(line_of("2024-06-21")) + r"ACME 2024-06-22 column 'date': not a XNYS session \(Saturday\)",
     ),
-    "holiday_date": (holiday, "ACME", r"ACME 2024-06-19 column 'date': not a XNYS session \(Wednesday\)"),
+    "holiday_date": (
+        holiday,
+        "ACME",
+        at(line_of("2024-06-18", 1)) + r"ACME 2024-06-19 column 'date': not a XNYS session \(Wednesday\)",
+    ),
     "missing_column": (missing_column, "ACME", r"ACME.csv: missing column\(s\) \['volume'\]"),
     "wrong_type": (
         edited("2024-06-20", Close="abc"),
@@ -172,7 +269,8 @@ CORPUS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "one_day_90pct_drop": (
         one_day_crash,
         "ACME",
-        r"ACME 2024-06-24 column 'adj_close': adj_close moved -90\.\d% in one session \(limit 50%",
+        at(line_of("2024-06-24"))
+        + r"ACME 2024-06-24 column 'adj_close': adj_close moved -90\.\d% in one session \(limit 50%",
     ),
     "truncated_parquet": (truncated_parquet, "ACME", r"ACME.parquet: cannot be read: "),
     "mixed_date_formats": (
@@ -183,7 +281,51 @@ CORPUS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "future_date": (
         future_date,
         "ACME",
-        r"ACME 2030-01-02 column 'date': date is in the future \(today is 2024-07-01\)",
+        at(len(good_prices()) + 2)
+        + r"ACME 2030-01-02 column 'date': date is in the future \(today is 2024-07-01\)",
+    ),
+    "price_1e308": (
+        huge_price,
+        "ACME",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'high': 1e\+308 is larger than any market's price "
+        r"\(max_price 1e\+09\)",
+    ),
+    "volume_5e15": (
+        huge_volume,
+        "ACME",
+        at(LINE_0620) + r"ACME 2024-06-20 column 'volume': 5e\+15 is larger than any market's daily volume",
+    ),
+    "blank_lines": (
+        with_blank_lines,
+        "ACME",
+        rf"ACME.csv: line {LINE_0620 + 3} column 'close': 'abc' is not a number",
+    ),
+    "ragged_row": (ragged_row, "ACME", rf"ACME.csv: line {LINE_0620}: 8 fields where the header has 7"),
+    "parquet_wrong_type": (
+        parquet_wrong_type,
+        "ACME",
+        rf"ACME.parquet: row {LINE_0620 - 1} column 'close': 'abc' is not a number",
+    ),
+    "parquet_close_above_high": (
+        parquet_close_above_high,
+        "ACME",
+        at(LINE_0620 - 1, "ACME.parquet") + r"ACME 2024-06-20 column 'close': close above high",
+    ),
+    "mixed_timezones": (
+        mixed_timezones,
+        "ACME",
+        rf"ACME.csv: line {LINE_0620} column 'date': '2024-06-20' has no UTC offset and "
+        r"'2024-01-02 00:00:00-05:00' \(the first row\) does",
+    ),
+    "one_session_twice": (
+        one_session_twice,
+        "ACME",
+        at(LINE_0620 + 1) + r"ACME 2024-06-20 column 'date': duplicate date",
+    ),
+    "other_ticker_download": (
+        other_ticker_download,
+        "ACME",
+        r"ACME.csv: holds no rows for ACME \(tickers in it: \['OTHR'\]\)",
     ),
 }
 

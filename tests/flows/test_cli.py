@@ -296,7 +296,8 @@ def test_a_rejected_ingest_prints_the_table_once_and_one_paragraph(tmp_path, api
     rows = {line.split()[0]: line for line in lines[1:-1]}
     assert set(rows) == set(tickers) and lines[-1] == "5 tickers: 3 ok, 2 quarantined"
     assert rows["BAD"].split()[1] == "quarantined"
-    assert rows["BAD"].endswith("BAD 2024-01-17 column 'high': high below low (1 row(s))")
+    where = f"{folder / 'BAD.csv'}: line 12"  # the file and line of the broken row
+    assert rows["BAD"].endswith(f"BAD 2024-01-17 column 'high': high below low (1 row(s); {where})")
     assert rows["AAA"].split()[1:5] == ["ok", "61", "2024-01-02", "2024-03-28"]
     assert (result["stdout"] + result["stderr"]).count("rows_added") == 1  # printed once
     # The console log: one line per record, no traceback; the error: one paragraph, last.

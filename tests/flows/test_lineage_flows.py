@@ -139,7 +139,11 @@ def test_a_stale_feed_names_the_ticker_once_and_says_to_pass_end(tmp_path):
 
 
 BROKEN_DAY = str(sample.generate("DDD", END, start=dt.date(2019, 1, 2))["date"].iloc[100].date())
-DROPPED = f"DDD {BROKEN_DAY} column 'high': high below low (1 row(s))"
+
+
+def dropped(folder: Path) -> str:
+    """Why DDD is dropped: the broken row, with its file and line (row 100 + header, one-based)."""
+    return f"DDD {BROKEN_DAY} column 'high': high below low (1 row(s); {folder / 'DDD.csv'}: line 102)"
 
 
 UNIVERSE = ["AAA", "BBB", "CCC", "DDD", "EEE"]  # one of five may be quarantined (max_failed_share 0.2)
@@ -165,7 +169,7 @@ def test_require_full_universe_refuses_before_training_with_one_message(tmp_path
     assert isinstance(error, IncompleteUniverse)
     assert str(error).startswith(
         "1 of 5 tickers were quarantined at ingest and gate.require_full_universe is on, so nothing "
-        f"was trained: {DROPPED}. Fix the data"
+        f"was trained: {dropped(tmp_path / 'in')}. Fix the data"
     )
     assert not (tmp_path / "home" / "registry").exists()
     assert not list((tmp_path / "home").glob("runs/*/dataset"))  # refused before the dataset build
@@ -187,7 +191,7 @@ def test_a_run_that_dropped_a_ticker_says_so_in_its_last_lines_report_and_manife
     root, config, argv = dropped_run
     assert retrain_main(argv) == 1  # rejected (the gate's margin is unreachable)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2] == f"dropped:     {DROPPED}"
+    assert lines[-2] == f"dropped:     {dropped(root / 'in')}"
     store_key = store.source_key(sources.source_label(config.source))
     assert any(
         line == f"prices:      2019-01-02..2024-12-31, 4 tickers: AAA, BBB, CCC, EEE (store {store_key})"
@@ -200,7 +204,7 @@ def test_a_run_that_dropped_a_ticker_says_so_in_its_last_lines_report_and_manife
     bundle = Registry(root / "home" / "registry").resolve("updown/1")
     manifest = json.loads((bundle.path / "manifest.json").read_text())
     data = manifest["data"]
-    assert data["quarantined"] == {"DDD": DROPPED}
+    assert data["quarantined"] == {"DDD": dropped(root / "in")}
     assert data["asked"] == {
         "tickers": UNIVERSE,
         "start": "2019-01-02",
@@ -215,7 +219,7 @@ def test_a_run_that_dropped_a_ticker_says_so_in_its_last_lines_report_and_manife
     assert data["tickers"]["AAA"]["source_file"]["path"] == str(csv_file.resolve())
     assert set(data["tickers"]) == {"AAA", "BBB", "CCC", "EEE"} == set(manifest["tickers"])
     report = (bundle.path / "report.md").read_text()
-    assert f"- dropped: {DROPPED}" in report
+    assert f"- dropped: {dropped(root / 'in')}" in report
     assert f"| AAA | 2019-01-02 | 2024-12-31 | {rows} |" in report
     assert f"- prices: 2019-01-02..2024-12-31, 4 tickers: AAA, BBB, CCC, EEE (store {store_key})" in report
     assert f"- data age: ends 2024-12-31, {data['age_sessions']} session(s) before the last closed" in report
@@ -232,7 +236,7 @@ def test_a_rerun_of_a_rejected_configuration_trains_only_with_force(dropped_run,
     printed = capsys.readouterr()
     assert "error: version 1 of updown was rejected on exactly this data" in printed.err
     assert "Nothing was trained; to retrain anyway" in printed.err
-    assert printed.out.strip().splitlines()[-1] == f"dropped:     {DROPPED}"
+    assert printed.out.strip().splitlines()[-1] == f"dropped:     {dropped(root / 'in')}"
     assert registry.versions("updown") == [1]  # nothing trained, nothing published
 
     state = retrain(config, str(root / "home"), return_state=True)

@@ -5,7 +5,8 @@
 This file is the README's recipe, kept runnable so a test proves it: check the listing and the
 checksums in manifest.json, load model.keras with safe_mode, normalize with stats.parquet, window,
 predict.
-PRICES.parquet holds one ticker's daily rows (date, open, high, low, close, adj_close, volume).
+PRICES.parquet holds one ticker's daily rows (date, open, high, low, close, adj_close, volume) on
+consecutive sessions of the exchange (the package drops windows that span a missing session).
 """
 
 import hashlib
@@ -57,12 +58,18 @@ def features(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     span = p["high"] - p["low"]
     with np.errstate(divide="ignore", invalid="ignore"):
         close_location = np.where(span > 0, (p["close"] - p["low"]) / span, 0.5)
-    log_volume = np.log1p(p["volume"].astype(np.float64))
+    # A zero volume is a session without a volume print: carry the last traded volume over it.
+    volume = p["volume"].astype(np.float64)
+    last = np.where(volume > 0, np.arange(len(volume)), -1)
+    np.maximum.accumulate(last, out=last)
+    log_volume = np.log1p(np.where(last >= 0, volume[np.maximum(last, 0)], np.nan))
+    volume_change = np.nan_to_num(log_volume - shifted(log_volume, 1), nan=0.0)
+    volume_change[:1] = np.nan  # the first row has no previous one
     return {
         "log_return": log_return,
         "intraday_range": span / p["close"],
         "close_location": close_location,
-        "log_volume_change": log_volume - shifted(log_volume, 1),
+        "log_volume_change": volume_change,
         "momentum_20": log_adj - shifted(log_adj, 20),
         "volatility_20": rolling_std(log_return, 20),
     }
@@ -81,8 +88,11 @@ def predict(bundle: Path, prices_path: Path, ticker: str = "") -> tuple[np.ndarr
         for i, (name, s) in enumerate(zip(stats["feature"], stats["scope"], strict=True))
         if s == scope
     }
-    mean = np.array([stats["mean"][row[n]] for n in order])
-    std = np.array([stats["std"][row[n]] for n in order])
+    # z = (x - center) / scale, clipped to ±clip (center/scale are mean/std, or median/IQR for the
+    # features trained with robust normalization; clip is +inf unless robust).
+    center = np.array([stats["center"][row[n]] for n in order])
+    scale = np.array([stats["scale"][row[n]] for n in order])
+    clip = np.array([stats["clip"][row[n]] for n in order])
 
     table = pq.read_table(prices_path).sort_by("date")
     prices = {c: table.column(c).to_numpy() for c in ("high", "low", "close", "adj_close", "volume")}
@@ -91,7 +101,7 @@ def predict(bundle: Path, prices_path: Path, ticker: str = "") -> tuple[np.ndarr
     matrix = np.column_stack([computed[name] for name in order])
     first = int(np.argmax(np.isfinite(matrix).all(axis=1)))  # drop the warm-up rows
     matrix, dates = matrix[first:], dates[first:]
-    x = ((matrix - mean) / std).astype(np.float32)  # training's stats, never refitted
+    x = np.clip((matrix - center) / scale, -clip, clip).astype(np.float32)  # training's stats, never refitted
 
     window = int(manifest["window"])
     windows = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1)

@@ -21,7 +21,7 @@ from models.dataset.build import build_dataset
 from models.dataset.windows import gather
 from models.registry import Registry, RegistryError
 from models.registry.publication import publish_run
-from models.registry.smoke import smoke_test, write_smoke_prices
+from models.registry.smoke import run_smoke, smoke_test, write_smoke_prices
 from models.training import evaluation
 from models.training import trainer as training
 from tests.helpers import sample_prices, tiny_config
@@ -190,7 +190,16 @@ def test_cli_predicts_from_a_price_file(run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     got = pd.read_parquet(out)
     expected = run["registry"].load_predictor("updown/1").predict(prices)
-    assert list(got.columns) == ["ticker", "date", "p_down", "p_range_bound", "p_up", "label"]
+    assert list(got.columns) == [
+        "ticker",
+        "date",
+        "p_down",
+        "p_range_bound",
+        "p_up",
+        "label",
+        "max_abs_z",
+        "out_of_range",
+    ]
     assert sorted(got["ticker"].unique()) == ["AAA", "CCC"]
     np.testing.assert_allclose(
         got[["p_down", "p_range_bound", "p_up"]], expected[["p_down", "p_range_bound", "p_up"]], atol=1e-6
@@ -284,7 +293,8 @@ def test_s3_round_trip_with_smoke_test_predictor_and_cli(run, s3_endpoint, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    assert lines[0] == "ticker,date,p_down,p_range_bound,p_up,label" and len(lines) == 1 + 4
+    assert lines[0] == "ticker,date,p_down,p_range_bound,p_up,label,max_abs_z,out_of_range"
+    assert len(lines) == 1 + 4
     listing = subprocess.run(
         [sys.executable, "-m", "models", "list", "--registry", url], capture_output=True, text=True, cwd=REPO
     )
@@ -337,3 +347,205 @@ def test_the_smoke_test_rejects_a_stateful_model(run, tmp_path):
     assert manifest["gate"]["verdict"] == "rejected"
     assert "model.keras has stateful layers (lstm_0)" in manifest["gate"]["reasons"][-1]
     assert registry.aliases("updown")["champion"] == 1
+
+
+# ---- real files and frames, out-of-range inputs, robust normalization ---------------------------------
+
+
+@pytest.fixture
+def yahoo_of_the_run(run, tmp_path):
+    """The run's prices served by the fake Yahoo; yields `write((call, tickers, path), ...)`, which has
+    yfinance's own code fetch them (auto_adjust=False, the run's whole span) and save them to `path`
+    the way a user does (`.to_csv()` or `.to_parquet()`), so the files have yfinance's real shapes."""
+    from tests.yahoo_fake import FakeYahoo, Listing
+    from tests.yfinance_writer import write_with_yfinance
+
+    fake = FakeYahoo().start()
+    for ticker, frame in run["prices"].items():
+        fake.listings[ticker] = Listing(frame.drop(columns="adj_close"))  # no events: adj_close == close
+    dates = run["prices"]["AAA"]["date"]
+    span = {
+        "start": dates.iloc[0].date().isoformat(),
+        "end": (dates.iloc[-1] + pd.Timedelta(days=1)).date().isoformat(),
+        "auto_adjust": False,
+    }
+
+    def write(*files: tuple[str, list[str], Path]) -> list[Path]:
+        specs = [{"path": str(p), "call": c, "tickers": t, "options": span} for c, t, p in files]
+        return write_with_yfinance(fake.url, tmp_path / "yfcache", specs)
+
+    yield write
+    fake.stop()
+
+
+def predict_cli(run, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "models", "predict", "updown/1", "--registry", str(run["registry"].root)]
+        + list(arguments),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_predict_reads_the_files_yfinance_writes_like_the_store(run, yahoo_of_the_run, tmp_path):
+    """The CSV a user saves from yfinance trains a model through the folder source; `predict` must
+    read it too (it crashed with KeyError: 'date'), and the download's multi-row header as well."""
+    aaa, two, history_file, wide_file = yahoo_of_the_run(
+        ("history", ["AAA"], tmp_path / "AAA.csv"),
+        ("download", ["BBB", "CCC"], tmp_path / "two.csv"),
+        ("history", ["AAA"], tmp_path / "AAA.parquet"),
+        ("download", ["BBB", "CCC"], tmp_path / "two.parquet"),
+    )
+    first = run["prices"]["AAA"]["date"].iloc[0].date()
+    assert aaa.read_text().splitlines()[1].startswith(f"{first} 00:00:00-05:00,")
+    assert two.read_text().splitlines()[:3][2].startswith("Date,,")
+    out = tmp_path / "preds.parquet"
+    done = predict_cli(run, "--prices", str(aaa), str(two), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = pd.read_parquet(out)
+    predictor = run["registry"].load_predictor("updown/1")
+    expected = predictor.predict(all_prices({t: run["prices"][t] for t in ("AAA", "BBB", "CCC")}))
+    assert sorted(got["ticker"].unique()) == ["AAA", "BBB", "CCC"] and len(got) == len(expected)
+    columns = ["p_down", "p_range_bound", "p_up"]
+    np.testing.assert_allclose(got[columns], expected[columns], atol=1e-6)
+    # The frames in memory: Ticker.history() (tz-aware index, no ticker column), yf.download() (wide).
+    history = pd.read_parquet(history_file)
+    assert str(history.index.tz) == "America/New_York" and "Dividends" in history.columns
+    alone = predictor.predict(history)
+    np.testing.assert_allclose(alone[columns], expected.loc[expected["ticker"] == "AAA", columns], atol=1e-6)
+    wide = pd.read_parquet(wide_file)
+    assert wide.columns.names == ["Price", "Ticker"]
+    np.testing.assert_allclose(
+        predictor.predict(wide)[columns], expected.loc[expected["ticker"] != "AAA", columns], atol=1e-6
+    )
+
+
+def test_predict_refuses_what_ingest_refuses_naming_file_and_line(run, tmp_path, capsys):
+    from models.registry.cli import main as models_cli
+
+    frame = run["prices"]["AAA"].copy()
+    frame.loc[50, "close"] = frame.loc[50, "high"] * 2
+    frame.to_csv(tmp_path / "AAA.csv", index=False)
+    args = [
+        "predict",
+        "updown/1",
+        "--prices",
+        str(tmp_path / "AAA.csv"),
+        "--registry",
+        str(run["registry"].root),
+    ]
+    assert models_cli(args) == 1
+    day = frame.loc[50, "date"].date()
+    error = capsys.readouterr().err
+    assert f"AAA {day} column 'close': close above high (1 row(s); {tmp_path / 'AAA.csv'}: line 52)" in error
+
+
+def spiked(frame: pd.DataFrame, at: int) -> pd.DataFrame:
+    """One session traded a million times its usual volume: log_volume_change ~ +14, then ~ -14."""
+    frame = frame.copy()
+    frame.loc[at, "volume"] = frame.loc[at, "volume"] * 1_000_000
+    return frame
+
+
+def test_windows_with_inputs_far_outside_training_are_flagged(run):
+    predictor = run["registry"].load_predictor("updown/1")
+    frame = run["prices"]["AAA"]
+    plain = predictor.predict(frame.assign(ticker="AAA"))
+    assert not plain["out_of_range"].any() and plain["max_abs_z"].max() < predictor.out_of_range_z == 10
+    at = len(frame) - 40
+    served = predictor.predict(spiked(frame, at).assign(ticker="AAA"))
+    ends = served["date"].to_numpy()
+    day, after = frame["date"].iloc[at], frame["date"].iloc[at + 1]
+    w = predictor.window
+    dates = frame["date"].to_numpy()
+    holds = (ends >= np.datetime64(day)) & (ends <= dates[at + w])  # windows holding day or the next
+    assert served.loc[holds, "out_of_range"].all() and not served.loc[~holds, "out_of_range"].any()
+    assert served.loc[holds, "max_abs_z"].min() > 10 and after > day
+    # The bound is the caller's to choose.
+    assert not predictor.predict(spiked(frame, at).assign(ticker="AAA"), max_abs_z=1e6)["out_of_range"].any()
+
+
+def test_the_smoke_test_reports_the_share_of_out_of_range_windows(run, tmp_path):
+    prices = dict(run["prices"])
+    prices["AAA"] = spiked(prices["AAA"], len(prices["AAA"]) - 1)  # only AAA's latest window holds it
+    path = write_smoke_prices(prices, tmp_path / "smoke.parquet")
+    result = run_smoke(run["registry"].root, "updown/1", path)  # what the fresh process runs and prints
+    assert result["passed"] is True
+    assert (result["windows"], result["out_of_range_windows"]) == (4 * 5, 1)
+    assert result["out_of_range_share"] == 0.05 and result["out_of_range_z"] == 10
+
+
+def test_robust_normalization_is_applied_alike_by_predictor_and_plain_recipe(run, tmp_path):
+    """Median/IQR with clipping, recorded in stats.parquet: the recipe without this package must
+    center, scale and clip exactly as the predictor does."""
+    from models.dataset.normalization import fit_normalization, read_stats, write_stats
+
+    info = run["info"]
+    arrays = dataset_arrays.load_arrays(Path(info.path))
+    lo, hi = (np.datetime64(pd.Timestamp(d), "ns") for d in info.splits["train"])
+    train = (arrays.dates >= lo) & (arrays.dates <= hi)
+    robust = ("log_volume_change", "intraday_range")
+    stats = fit_normalization(
+        arrays.matrix[train],
+        info.features,
+        read_stats(info.stats_path).metadata,
+        robust=robust,
+        robust_clip=1.5,
+    )
+    path = write_stats(stats, tmp_path / "stats.parquet")
+    table = pd.read_parquet(path).set_index("feature")
+    for name in robust:
+        column = arrays.matrix[train, info.features.index(name)]
+        q25, median, q75 = np.quantile(column, [0.25, 0.5, 0.75])
+        assert table.loc[name, "method"] == "robust" and table.loc[name, "clip"] == 1.5
+        assert table.loc[name, "center"] == pytest.approx(median) and table.loc[
+            name, "mean"
+        ] == pytest.approx(column.mean())
+        assert table.loc[name, "scale"] == pytest.approx((q75 - q25) / 1.349)
+    registry = run["registry"]
+    bundle_dir = run["bundle"].path
+    files = {name: bundle_dir / name for name in ("model.keras", "report.md", "curves.png", "confusion.png")}
+    files["stats.parquet"] = path
+    manifest = {
+        k: v for k, v in json.loads((bundle_dir / "manifest.json").read_text()).items() if k != "files"
+    }
+    robust_bundle = registry.add_version("robust", files, manifest)
+
+    ticker = "BBB"
+    frame = run["prices"][ticker]
+    frame.to_parquet(tmp_path / f"{ticker}.parquet", index=False)
+    # The recipe's own functions (a test above runs it in a process of its own, without our code).
+    from tests.registry import plain_consumer
+
+    _, probs, _ = plain_consumer.predict(robust_bundle.path, tmp_path / f"{ticker}.parquet", ticker)
+    plain = {"probs": probs}
+    served = registry.load_predictor(str(robust_bundle)).predict(frame.assign(ticker=ticker))
+    default = registry.load_predictor("updown/1").predict(frame.assign(ticker=ticker))
+    columns = ["p_down", "p_range_bound", "p_up"]
+    np.testing.assert_allclose(plain["probs"], served[columns].to_numpy(), atol=1e-6)
+    assert np.abs(served[columns].to_numpy() - default[columns].to_numpy()).max() > 1e-3  # it matters
+    # Clipping is active: some inputs of these windows lie beyond ±1.5 robust units before the clip.
+    assert (np.abs(read_stats(path).zscores(arrays.matrix[~train])) > 1.5).any()
+
+
+def test_the_readme_recipe_reproduces_the_predictor(run, tmp_path, monkeypatch):
+    """The code block under "Without this package" in the README, run as printed (bundle path
+    swapped), gives the predictor's probabilities: the README may not drift from plain_consumer.py."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Without this package") :]
+    block = section.split("```python", 1)[1].split("```", 1)[0]
+    assert 'Path(".pipeline/registry/updown/7")' in block
+    block = block.replace('Path(".pipeline/registry/updown/7")', f"Path({str(run['bundle'].path)!r})")
+    run["prices"]["AAA"].to_parquet(tmp_path / "AAA.parquet", index=False)
+    monkeypatch.chdir(tmp_path)  # the recipe reads f"{ticker}.parquet" from the working directory
+    got: dict = {}
+    exec(compile(block, "README.md", "exec"), got)  # noqa: S102 (the README's code, as printed)
+    served = run["registry"].load_predictor("updown/1").predict(run["prices"]["AAA"].assign(ticker="AAA"))
+    np.testing.assert_array_equal(
+        got["dates"].astype("datetime64[ns]"), served["date"].to_numpy("datetime64[ns]")
+    )
+    np.testing.assert_allclose(
+        got["probs"], served[["p_down", "p_range_bound", "p_up"]].to_numpy(), atol=1e-6
+    )

@@ -101,3 +101,23 @@ def test_ingest_parameters_refuse_shares_outside_0_to_1():
         with pytest.raises(ValidationError, match="max_failed_share"):
             IngestParameters(max_failed_share=share)
     assert IngestParameters(max_failed_share=0.0).max_failed_share == 0.0
+
+
+def test_robust_features_must_be_selected_features():
+    with pytest.raises(
+        ValidationError, match=r"features.robust lists \['gap'\], which are not in features.names"
+    ):
+        PipelineConfig.model_validate({"features": {"robust": ["gap"]}})
+    config = PipelineConfig.model_validate({"features": {"robust": ["log_volume_change"], "robust_clip": 4}})
+    assert config.features.robust == ("log_volume_change",) and config.features.robust_clip == 4
+
+
+@pytest.mark.parametrize("field", ["max_price", "max_volume"])
+def test_magnitude_bounds_are_positive(field):
+    with pytest.raises(ValidationError, match=field):
+        SourceConfig(**{field: 0})
+
+
+def test_the_volume_bound_fits_the_stores_int64():
+    with pytest.raises(ValidationError, match="max_volume"):
+        SourceConfig(max_volume=1e19)

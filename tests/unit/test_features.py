@@ -92,3 +92,48 @@ def test_numpy_features_match_a_pandas_reference(prices):
     ours = compute_features(p, tuple(reference.columns)).set_index("date")
     expected = reference.set_index(p["date"][reference.index])
     pd.testing.assert_frame_equal(ours[reference.columns], expected, check_names=False, rtol=1e-9)
+
+
+def with_volume(prices: pd.DataFrame, volume: list[int]) -> pd.DataFrame:
+    frame = prices.iloc[: len(volume)].reset_index(drop=True).copy()
+    frame["volume"] = volume
+    return frame
+
+
+def test_a_zero_volume_print_is_missing_volume_not_a_collapse(prices):
+    """Index data prints volume 0 on some sessions: the change is 0 that day, and the next day
+    compares with the last traded volume, instead of -log(volume) = a 100-sigma input."""
+    frame = with_volume(prices, [1000, 1000, 2000, 0, 0, 4000, 4000])
+    change = compute_features(frame, ("log_volume_change",))["log_volume_change"].to_numpy()
+    expected = [np.log1p(1000) - np.log1p(1000), np.log1p(2000) - np.log1p(1000), 0.0, 0.0]
+    expected += [np.log1p(4000) - np.log1p(2000), 0.0]
+    np.testing.assert_allclose(change, expected, atol=1e-12)
+    assert (np.abs(change) < 1).all()
+
+
+def test_volume_that_never_traded_gives_no_change(prices):
+    """A ticker without volume (an index, a currency) or leading zeros: changes are 0, never NaN."""
+    change = compute_features(with_volume(prices, [0, 0, 0, 500, 700]), ("log_volume_change",))
+    np.testing.assert_allclose(change["log_volume_change"], [0.0, 0.0, 0.0, np.log1p(700) - np.log1p(500)])
+    always = compute_features(with_volume(prices, [0] * 6), ("log_volume_change",))
+    assert (always["log_volume_change"] == 0).all() and len(always) == 5
+
+
+def test_features_restart_after_a_missing_session(prices):
+    """With the exchange given, no look-back reaches across a gap: the run after it warms up anew."""
+    gapped = prices.drop(index=[60]).reset_index(drop=True)  # one session missing
+    names = ("log_return", "momentum_20")
+    whole = compute_features(prices, names, "XNYS")
+    cut = compute_features(gapped, names, "XNYS")
+    assert list(cut["segment"].unique()) == [0, 1]
+    after = cut[cut["segment"] == 1]
+    # The first row after the gap with all features is 20 sessions after it (momentum_20's look-back).
+    assert after["date"].iloc[0] == gapped["date"].iloc[60 + 20]
+    assert (after["position"].to_numpy() == np.arange(len(after))).all()
+    # Before the gap, and far enough after it, the values are those of the complete history.
+    same = whole.set_index("date").loc[cut["date"]]
+    np.testing.assert_allclose(cut[list(names)].to_numpy(), same[list(names)].to_numpy())
+    # Without the exchange, rows are taken as consecutive: the return across the gap spans 2 sessions.
+    naive = compute_features(gapped, names)
+    across = naive.set_index("date").loc[gapped["date"].iloc[60], "log_return"]
+    assert across == pytest.approx(np.log(gapped["adj_close"].iloc[60] / gapped["adj_close"].iloc[59]))
