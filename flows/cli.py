@@ -321,8 +321,11 @@ def failure_of(state) -> BaseException:
 
 
 def start_prefect(args: argparse.Namespace) -> None:
-    """Quiet TensorFlow and keep Prefect's tracebacks off the console (unless --debug); imports Prefect."""
-    from flows.common import quiet_tensorflow
+    """Quiet TensorFlow, heartbeat like a deployment, and keep Prefect's tracebacks off the console
+    (unless --debug); imports Prefect."""
+    from flows.common import heartbeat_like_deployments, quiet_tensorflow
+
+    heartbeat_like_deployments()  # before Prefect reads its settings
     from flows.console import tracebacks_off_the_console
 
     quiet_tensorflow()

@@ -53,6 +53,19 @@ def resolve_registry(home: str) -> str:
     return Settings().registry_url or str(Path(home) / "registry")
 
 
+# Deployed runs heartbeat this often (prefect.yaml); the zombie-run automation (operations.yaml) marks a
+# run Crashed after 90 s without one, so a run started from a shell against a server must keep up.
+HEARTBEAT_SECONDS = 30
+
+
+def heartbeat_like_deployments() -> None:
+    """Make this process's flow runs heartbeat every 30 s (call before Prefect is imported).
+
+    Prefect's default is 180 s, which the automation would take for a dead run.
+    """
+    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
+
+
 def quiet_tensorflow() -> None:
     """Hide TensorFlow's C++ start-up chatter unless the user asked for it (CLI entry points only)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

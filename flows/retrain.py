@@ -36,7 +36,7 @@ from tasks.freshness import (
     report_skip,
     unchanged_champion,
 )
-from tasks.publish import publish
+from tasks.publish import publish, publish_lock, redeliver, require_publish_lock
 from tasks.train import evaluate, evaluate_folds, train_fold, train_model
 
 FORCE_HINT = (
@@ -85,6 +85,9 @@ def retrain(
     home = resolve_home(home)
     run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
     registry_root = resolve_registry(home)
+    require_publish_lock()
+    # What an API outage kept from Prefect (events, artifacts) of earlier versions, before anything new.
+    redeliver(registry_root, config.model.name)
     if skip_if_no_session and not force:
         reason = check_session(config.source, home, now)
         if reason is not None:
@@ -117,16 +120,19 @@ def retrain(
     if config.evaluation.scheme == "holdout":
         info = build_dataset(config, home, tickers, end, run_dir, quarantined, now)
         trained = train_model(info, config, run_dir)
-        evaluation = evaluate(info, trained, config, registry_root)
     else:
         folds = build_folds(config, home, tickers, end, run_dir, quarantined, now)
         records = with_task_runner(walk_forward, task_runner, dask_address)(
             folds, config, run_dir, parallel=task_runner != "thread"
         )
-        evaluation = evaluate_folds(records, folds, config, registry_root, run_dir)
         # The published model is the most recent fold's, with the stats its own training used.
         info, trained = folds[-1], records[-1]["training"]
-    summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
+    with publish_lock():  # one run at a time compares against the champion and publishes
+        if config.evaluation.scheme == "holdout":
+            evaluation = evaluate(info, trained, config, registry_root)
+        else:
+            evaluation = evaluate_folds(records, folds, config, registry_root, run_dir)
+        summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
     summary = {**summary, "ingest": ingested["records"]}  # each ticker's ingest, for the CLI's table
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)

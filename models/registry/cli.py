@@ -11,6 +11,7 @@ Examples:
     python -m models smoke updown/8 --prices prices.parquet # load + predict check (prints JSON)
     python -m models doctor                                 # list registry problems
     python -m models doctor updown --fix                    # repair aliases, remove leftovers
+    python -m models deliveries updown                      # events/artifacts Prefect has not received
 
 The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
 A price file is anything the folder source reads (models.prices.reader): the store's columns (date,
@@ -192,6 +193,23 @@ def cmd_smoke(registry: Registry, args: argparse.Namespace) -> int:
     return 0 if result["passed"] else 1
 
 
+def cmd_deliveries(registry: Registry, args: argparse.Namespace) -> int:
+    from models.registry import deliveries
+
+    models = [args.model] if args.model else registry.models()
+    rows = [row for model in models for row in deliveries.status(registry, model)]
+    waiting = [row for row in rows if row.pending]
+    for row in rows if args.all else waiting:
+        print(row.summary())
+    if not waiting:
+        print(f"every version's event and artifacts were delivered to Prefect ({len(rows)} versions)")
+    else:
+        print(
+            f"{len(waiting)} of {len(rows)} versions not fully delivered: the next retrain run delivers them"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     registry_help = (
         "registry root: a folder or an fsspec URL (default: $PIPELINE_HOME/registry or ./.pipeline/registry)"
@@ -269,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", help="e.g. updown/8")
     p.add_argument("--prices", required=True, help="Parquet or CSV price file")
     p.set_defaults(run=cmd_smoke)
+
+    p = sub.add_parser(
+        "deliveries", parents=[common], help="versions whose event or artifacts Prefect has not received"
+    )
+    p.add_argument("model", nargs="?", help="one model (default: all)")
+    p.add_argument("--all", action="store_true", help="list every version, delivered ones too")
+    p.set_defaults(run=cmd_deliveries)
     return parser
 
 
