@@ -18,12 +18,18 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 .PHONY: help demo test test-fast lint format env clean serve deploy stop bench
 
 # `make serve`: a Prefect server on 127.0.0.1 and a process worker, in the background; pids and logs
-# under .prefect/. The server keeps its own database (.prefect/server/) so `make demo`'s temporary
-# API never shares it. Point the CLI at it with: export PREFECT_API_URL=$(LOCAL_API_URL)
+# under $(SERVE_DIR)/. The server keeps its own database ($(SERVE_DIR)/server/) so `make demo`'s
+# temporary API never shares it. Point the CLI at it with: export PREFECT_API_URL=$(LOCAL_API_URL)
 PREFECT_PORT ?= 4200
+SERVE_DIR ?= .prefect
 LOCAL_API_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 POOL ?= updown-process
 PREFECT := $(CURDIR)/$(VENV)/bin/prefect
+# Concurrency-slot leases on disk ($(SERVE_DIR)/server/concurrency_leases/) instead of in the server's
+# memory: a restart then neither leaks a deployment's slot nor cancels a run whose lease it forgot.
+LEASE_STORAGE := prefect.server.concurrency.lease_storage.filesystem
+# Logs are appended to; one over this size is moved to <log>.1 (the one before is dropped) at start.
+LOG_ROTATE_BYTES ?= 10000000
 
 help:
 	@echo "make demo   run the nightly retrain flow on the built-in (synthetic) sample market"
@@ -31,7 +37,7 @@ help:
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  the benchmarks (ratios measured side by side)"
 	@echo "make serve  start a local Prefect server (127.0.0.1:$(PREFECT_PORT)) and a worker in the background"
-	@echo "make deploy create the work pool and deploy prefect.yaml (nightly, manual, backfill)"
+	@echo "make deploy create the work pool, deploy prefect.yaml (nightly, manual, backfill) and apply operations.yaml"
 	@echo "make stop   stop the worker and the server started by make serve"
 
 # uv: the one on PATH, else `python3 -m uv`, else installed with pip into .tools/.
@@ -74,40 +80,58 @@ clean:
 	rm -rf .pipeline .prefect .keras .pytest_cache
 
 serve: $(VENV)/.synced
-	@mkdir -p .prefect/server
-	@if [ -f .prefect/server.pid ] && kill -0 $$(cat .prefect/server.pid) 2>/dev/null; then \
-		echo "server already running (pid $$(cat .prefect/server.pid))"; \
+	@mkdir -p $(SERVE_DIR)/server
+	@for log in $(SERVE_DIR)/server.log $(SERVE_DIR)/worker.log; do \
+		if [ -f $$log ] && [ $$(wc -c < $$log) -gt $(LOG_ROTATE_BYTES) ]; then mv -f $$log $$log.1; fi; \
+	done
+	@if [ -f $(SERVE_DIR)/server.pid ] && kill -0 $$(cat $(SERVE_DIR)/server.pid) 2>/dev/null; then \
+		echo "server already running (pid $$(cat $(SERVE_DIR)/server.pid))"; \
 	else \
-		PREFECT_HOME=$(CURDIR)/.prefect/server setsid $(PREFECT) server start --host 127.0.0.1 \
-			--port $(PREFECT_PORT) > .prefect/server.log 2>&1 < /dev/null & echo $$! > .prefect/server.pid; \
+		echo "--- $$(date -u +%FT%TZ) make serve" >> $(SERVE_DIR)/server.log; \
+		PREFECT_HOME=$(abspath $(SERVE_DIR))/server PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=$(LEASE_STORAGE) \
+			setsid $(PREFECT) server start --host 127.0.0.1 --port $(PREFECT_PORT) \
+			>> $(SERVE_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(SERVE_DIR)/server.pid; \
 	fi
 	@for _ in $$(seq 120); do \
 		$(PY) -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)' $(LOCAL_API_URL)/health \
 			2>/dev/null && exit 0; \
 		sleep 1; \
-	done; echo "server not healthy after 120 s: see .prefect/server.log"; exit 1
-	@echo "server: $(LOCAL_API_URL) (log .prefect/server.log)"
-	@if [ -f .prefect/worker.pid ] && kill -0 $$(cat .prefect/worker.pid) 2>/dev/null; then \
-		echo "worker already running (pid $$(cat .prefect/worker.pid))"; \
+	done; echo "server not healthy after 120 s: see $(SERVE_DIR)/server.log"; exit 1
+	@echo "server: $(LOCAL_API_URL) (log $(SERVE_DIR)/server.log)"
+	@if [ -f $(SERVE_DIR)/worker.pid ] && kill -0 $$(cat $(SERVE_DIR)/worker.pid) 2>/dev/null; then \
+		echo "worker already running (pid $$(cat $(SERVE_DIR)/worker.pid))"; \
 	else \
+		echo "--- $$(date -u +%FT%TZ) make serve" >> $(SERVE_DIR)/worker.log; \
 		PREFECT_API_URL=$(LOCAL_API_URL) setsid env --default-signal=INT $(PREFECT) worker start \
-			--pool $(POOL) --type process > .prefect/worker.log 2>&1 < /dev/null & echo $$! > .prefect/worker.pid; \
+			--pool $(POOL) --type process >> $(SERVE_DIR)/worker.log 2>&1 < /dev/null & echo $$! > $(SERVE_DIR)/worker.pid; \
 	fi
-	@echo "worker: pool $(POOL) (log .prefect/worker.log); next: make deploy"
+	@echo "worker: pool $(POOL) (log $(SERVE_DIR)/worker.log); next: make deploy"
 
+# The work pool, the deployments of prefect.yaml, and operations.yaml: the zombie-run automation and
+# the registry-wide publish lock.
 deploy: $(VENV)/.synced
 	PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API_URL)} $(PREFECT) work-pool create $(POOL) --type process --overwrite
 	PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API_URL)} $(PREFECT) deploy --all --no-prompt
+	PREFECT_API_URL=$${PREFECT_API_URL:-$(LOCAL_API_URL)} $(PY) -m flows.operations apply
 
-# A worker started with SIGINT restored stops on one SIGTERM; each runs in its own session, so the
-# whole group (flow-run children included) goes.
+# The worker starts each flow run in a session of its own, so signalling the worker's group misses
+# them: their pids are taken first, the worker is stopped (SIGTERM; it stops its runs), and any run
+# still alive after the grace period is killed with its own group. The server goes last. A run
+# stopped this way stays Running on the server until the zombie-run automation marks it Crashed.
 stop:
 	@for name in worker server; do \
-		pid=$$(cat .prefect/$$name.pid 2>/dev/null) || continue; \
+		pid=$$(cat $(SERVE_DIR)/$$name.pid 2>/dev/null) || continue; \
+		runs=$$(pgrep -P $$pid 2>/dev/null | tr '\n' ' '); \
 		if kill -TERM -- -$$pid 2>/dev/null; then \
 			for _ in $$(seq 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
 			kill -KILL -- -$$pid 2>/dev/null || true; \
 			echo "stopped $$name (pid $$pid)"; \
 		fi; \
-		rm -f .prefect/$$name.pid; \
+		for run in $$runs; do \
+			if kill -0 $$run 2>/dev/null; then \
+				kill -KILL -- -$$run 2>/dev/null || kill -KILL $$run 2>/dev/null || true; \
+				echo "killed flow run process $$run"; \
+			fi; \
+		done; \
+		rm -f $(SERVE_DIR)/$$name.pid; \
 	done

@@ -171,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "recover":
         lines = recover(args.flow_run, args.stale_after, args.dry_run)
     else:
-        from flows.common import resolve_home, resolve_registry
-        from models.registry import Registry
-        from tasks.publish import redeliver_missing
+        from prefect import flow
 
-        registry = Registry(resolve_registry(resolve_home(args.home)))
-        lines = redeliver_missing(registry, args.model) or ["nothing to deliver"]
+        from flows.common import resolve_home, resolve_registry
+        from tasks.publish import redeliver
+
+        # A run of its own, so the artifacts belong to a run (Prefect deprecates run-less ones).
+        on_a_run = flow(name="redeliver", log_prints=False)(redeliver.fn)
+        lines = on_a_run(resolve_registry(resolve_home(args.home)), args.model) or ["nothing to deliver"]
     print("\n".join(lines))
     return 0
 

@@ -135,6 +135,11 @@ def server(tmp_path_factory) -> Iterator[Server]:
 def deployed(server: Server) -> Server:
     server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
     server.cli("deploy", "--all", "--no-prompt")
+    done = subprocess.run(  # operations.yaml, as `make deploy` does: deployed runs need the publish lock
+        [sys.executable, "-m", "flows.operations", "apply"],
+        cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
     return server
 
 

@@ -49,5 +49,12 @@ def test_deployments_deploy_with_schedule_and_concurrency_limit():
     assert PipelineConfig.model_validate(nightly.parameters["config"]).gate.require_full_universe is True
     assert "force" in deployments["ingest/backfill"].parameter_openapi_schema["properties"]
     assert nightly.work_pool_name == "updown-process"
-    assert nightly.global_concurrency_limit is not None or nightly.concurrency_limit == 1
-    assert json.dumps(deployments["retrain/manual"].parameters) == "{}"
+    assert nightly.global_concurrency_limit.limit == 1
+    assert nightly.concurrency_options.collision_strategy == "CANCEL_NEW"
+    manual = deployments["retrain/manual"]
+    assert manual.global_concurrency_limit.limit == 1
+    assert manual.concurrency_options.collision_strategy == "ENQUEUE"
+    assert json.dumps(manual.parameters) == "{}"
+    # Heartbeats every 30 s, for the zombie-run automation of operations.yaml.
+    for deployment in deployments.values():
+        assert deployment.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
