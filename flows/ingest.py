@@ -21,7 +21,7 @@ from prefect.logging import get_run_logger
 from flows.common import check_source, resolve_home
 from models.config import MaxFailedShare, SourceConfig
 from models.prices.ingest import IngestRecord
-from tasks.ingest import as_cached, failure_reason, ingest_ticker, report_ingest, resolve_end
+from tasks.ingest import as_cached, check_source, failure_reason, ingest_ticker, report_ingest, resolve_end
 
 
 @flow(name="ingest")

@@ -75,6 +75,12 @@ def ingest_ticker(source: SourceConfig, ticker: str, home: str, end: dt.date) ->
 
 
 @task
+def check_source(source: SourceConfig) -> None:
+    """Fail at once, before any ticker, when the source cannot be reached at all (no retries)."""
+    sources.check_reachable(source)
+
+
+@task
 def resolve_end(source: SourceConfig) -> dt.date:
     """The last session to load: the configured end or the last closed session."""
     return ingest.resolve_end(source)
@@ -90,11 +96,10 @@ def report_ingest(source: SourceConfig, records: list[IngestRecord], max_failed_
     )
     quarantined = [r for r in records if r.status == "quarantined"]
     if len(quarantined) > max_failed_share * len(records):
-        reasons = "; ".join(str(r.reason) for r in quarantined)  # each reason names its ticker
         raise IngestFailed(
             f"{len(quarantined)} of {len(records)} tickers failed to ingest "
-            f"(more than {max_failed_share:.0%}): {reasons}. Fix or drop those tickers, or allow "
-            "a larger share (--max-failed-share; the flow parameter max_failed_share)",
+            f"(more than {max_failed_share:.0%}): {ingest.summarize_reasons(quarantined)}. Fix or drop "
+            "those tickers, or allow a larger share (--max-failed-share; the flow parameter max_failed_share)",
             [r.as_dict() for r in records],
         )
     if quarantined:

@@ -15,11 +15,12 @@ period2 exclusive), `interval=1d`, `events=div,splits,capitalGains`. The respons
   event's timestamp as a string, with Yahoo's fields (`amount`, `date`; `numerator`, `denominator`,
   `splitRatio`).
 
-Failures are Yahoo's shapes too: an unknown symbol gets HTTP 404 with
-`{"chart": {"result": null, "error": {"code": "Not Found", "description": ...}}}`; a symbol put in
-`failures` gets that status, 500 with Yahoo's HTML error page, 429 with its plain-text body. Anything
-else (quoteSummary, which yfinance falls back to for a timezone) gets a 404 in Yahoo's JSON shape.
-Every request is recorded in `requests` as (symbol, params).
+Failures are Yahoo's shapes too (as reported in yfinance's issue tracker): an unknown symbol gets
+HTTP 404 with `{"chart": {"result": null, "error": {"code": "Not Found", "description": ...}}}`; a
+symbol put in `failures` gets that status with a body in one of the shapes Yahoo serves (`SHAPES`):
+by default 500 with Yahoo's HTML error page, 429 with its plain-text body, any other status with the
+chart API's JSON error. Anything else (quoteSummary, which yfinance falls back to for a timezone) gets
+a 404 in Yahoo's JSON shape. Every request is recorded in `requests` as (symbol, params).
 """
 
 from __future__ import annotations
@@ -168,12 +169,18 @@ def chart_json(symbol: str, listing: Listing, params: dict[str, str]) -> dict:
     return {"chart": {"result": [result], "error": None}}
 
 
+# Bodies of Yahoo's failures: its HTML error page, an empty body, the chart API's JSON error, the JSON
+# error under a "finance" root (an internal error seen in the wild), its rate-limit text.
+SHAPES = ("html", "empty", "chart-json", "finance-json", "text")
+
+
 class FakeYahoo:
-    """Serves `listings` on 127.0.0.1 in a background thread; `failures` maps symbol -> HTTP status."""
+    """Serves `listings` on 127.0.0.1 in a background thread; `failures` maps symbol -> HTTP status,
+    or (status, shape) with a shape of `SHAPES`."""
 
     def __init__(self) -> None:
         self.listings: dict[str, Listing] = {}
-        self.failures: dict[str, int] = {}
+        self.failures: dict[str, int | tuple[int, str]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -218,12 +225,17 @@ class FakeYahoo:
             return self._send(handler, 404, _not_found("finance", "Not Found"))
         symbol = parts.path[len(prefix) :]
         self.requests.append((symbol, params))
-        status = self.failures.get(symbol)
-        if status == 500:
-            return self._send(handler, 500, ERROR_PAGE_500, "text/html;charset=utf-8")
-        if status == 429:
-            return self._send(handler, 429, "Edge: Too Many Requests", "text/plain;charset=utf-8")
-        if status is not None:
+        failure = self.failures.get(symbol)
+        if failure is not None:
+            status, shape = failure if isinstance(failure, tuple) else (failure, _default_shape(failure))
+            if shape == "html":
+                return self._send(handler, status, ERROR_PAGE_500, "text/html;charset=utf-8")
+            if shape == "empty":
+                return self._send(handler, status, "", "text/html;charset=utf-8")
+            if shape == "text":
+                return self._send(handler, status, "Edge: Too Many Requests", "text/plain;charset=utf-8")
+            if shape == "finance-json":
+                return self._send(handler, status, _not_found("finance", "Internal Server Error"))
             return self._send(handler, status, _not_found("chart", "Internal Server Error"))
         listing = self.listings.get(symbol)
         if listing is None:
@@ -243,6 +255,10 @@ class FakeYahoo:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+
+def _default_shape(status: int) -> str:
+    return {500: "html", 429: "text"}.get(status, "chart-json")
 
 
 def _not_found(root: str, description: str) -> dict:

@@ -206,3 +206,17 @@ def resolve_end(source: SourceConfig, now: pd.Timestamp | None = None) -> dt.dat
     than that session, since no price exists for a session that has not closed."""
     last_closed = calendar.last_closed_session(source.exchange, now)
     return min(source.end, last_closed) if source.end else last_closed
+
+
+def summarize_reasons(records: list[IngestRecord]) -> str:
+    """The failures of `records`, each distinct reason once with the tickers it hit.
+
+    "SPY, QQQ: Yahoo answered HTTP 503 (…)" rather than the same sentence per ticker: when every
+    ticker fails alike, the cause is the source, not the tickers, and it is said once.
+    """
+    groups: dict[str, list[str]] = {}
+    for record in records:
+        reason = record.reason or "no reason given"
+        prefix = f"{record.ticker}: "
+        groups.setdefault(reason.removeprefix(prefix), []).append(record.ticker)
+    return "; ".join(f"{', '.join(tickers)}: {reason}" for reason, tickers in groups.items())

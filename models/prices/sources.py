@@ -12,7 +12,12 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import re
+import socket
+import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -26,6 +31,14 @@ class SourceError(RuntimeError):
 
 class TransientSourceError(SourceError):
     """A failure that may pass on its own (network, HTTP 5xx, rate limit): worth retrying later."""
+
+
+class SourceUnreachable(SourceError):
+    """The source cannot be reached from this machine at all (its host name does not resolve).
+
+    Not retried ticker by ticker: every ticker would fail the same way, for minutes. The run fails
+    once, saying so, and the next run tries again.
+    """
 
 
 def describe(source: SourceConfig) -> dict[str, object]:
@@ -166,7 +179,8 @@ def fetch_yfinance(
             yfinance stamps a daily bar at midnight of the listing's own timezone).
 
     Raises:
-        TransientSourceError: network failure, HTTP 5xx (Yahoo's HTML error page) or rate limit.
+        TransientSourceError: network failure, HTTP 5xx or rate limit.
+        SourceUnreachable: Yahoo's host name does not resolve from this machine.
         SourceError: unknown or delisted symbol, or no rows in the window.
     """
     import yfinance as yf  # imported here: it is slow to import and only this source needs it
@@ -179,10 +193,12 @@ def fetch_yfinance(
     from yfinance.data import YfData
 
     YfData.cache_get.cache_clear()
+    session = _yfinance_session()
     out: dict[str, pd.DataFrame] = {}
     for ticker in tickers:
+        _ANSWERS.seen = []
         try:
-            raw = yf.Ticker(ticker).history(
+            raw = yf.Ticker(ticker, session=session).history(
                 start=start.isoformat(),
                 end=(end + dt.timedelta(days=1)).isoformat(),  # yfinance's end is exclusive
                 interval="1d",
@@ -191,7 +207,7 @@ def fetch_yfinance(
                 timeout=30,
             )
         except Exception as err:  # classified below: yfinance raises many unrelated types
-            raise classify_yfinance_error(ticker, err) from err
+            raise classify_yfinance_error(ticker, err, _chart_statuses(ticker)) from err
         if raw is None or raw.dropna(how="all").empty:
             raise SourceError(f"{ticker}: yfinance returned no prices for {start}..{end}")
         try:
@@ -200,6 +216,43 @@ def fetch_yfinance(
             raise SourceError(str(err)) from err
         out[ticker] = one[list(reader.COLUMNS)]
     return out
+
+
+def yahoo_host() -> str:
+    """The host yfinance fetches daily history from (read from yfinance, so a redirect applies)."""
+    try:
+        from yfinance.scrapers import history
+
+        base = str(history._BASE_URL_)
+    except (ImportError, AttributeError):  # another yfinance layout: its documented default
+        base = "https://query2.finance.yahoo.com"
+    return urlsplit(base).hostname or base
+
+
+def check_reachable(source: SourceConfig, attempts: int = 3, pause_s: float = 2.0) -> None:
+    """Fail at once, before any ticker, when the source's host does not resolve from this machine.
+
+    A few quick attempts absorb a resolver hiccup; no network at all fails in seconds, once, instead
+    of every ticker retrying the same error for minutes. Only the yfinance source has a host.
+
+    Raises:
+        SourceUnreachable: naming the host and the resolver's answer.
+    """
+    if source.kind != "yfinance":
+        return
+    host = yahoo_host()
+    for attempt in range(attempts):
+        try:
+            socket.getaddrinfo(host, 443)
+            return
+        except socket.gaierror as err:
+            reason = err.strerror or str(err)
+        if attempt + 1 < attempts:
+            time.sleep(pause_s)
+    raise SourceUnreachable(
+        f"Yahoo Finance is unreachable from this machine: {host} does not resolve ({reason}, "
+        f"{attempts} attempts); no ticker was fetched"
+    )
 
 
 @functools.cache
@@ -213,6 +266,40 @@ def _point_yfinance_caches(location: str) -> None:
     import yfinance as yf
 
     yf.set_tz_cache_location(location)  # yfinance 1.7's exported name; it moves all three caches
+
+
+# yfinance swallows the HTTP status of Yahoo's answer: a timezone probe that got an error reply
+# returns "no timezone", after which yfinance asks another endpoint (quoteSummary) or raises "possibly
+# delisted". So a Yahoo outage (HTTP 5xx on the chart API) surfaced as "unknown symbol (HTTP 404)". The
+# session below records the status of every answer in the calling thread; the chart API's own
+# statuses decide the class of a failure.
+_ANSWERS = threading.local()
+
+
+@functools.cache
+def _yfinance_session():
+    """One HTTP session for yfinance in this process (yfinance keeps one per process anyway), which
+    notes each answer's path and HTTP status for the calling thread; None without curl_cffi."""
+    try:
+        from curl_cffi import requests as curl_requests
+    except ImportError:  # yfinance then uses plain requests; statuses stay unknown
+        return None
+
+    class AnswerRecordingSession(curl_requests.Session):
+        def request(self, method, url, *args, **kwargs):
+            answer = super().request(method, url, *args, **kwargs)
+            seen = getattr(_ANSWERS, "seen", None)
+            if seen is not None:
+                seen.append((urlsplit(str(url)).path, int(answer.status_code)))
+            return answer
+
+    return AnswerRecordingSession(impersonate="chrome")  # what yfinance's own session impersonates
+
+
+def _chart_statuses(ticker: str) -> list[int]:
+    """HTTP statuses of the chart API's answers for `ticker` in this thread's last fetch."""
+    suffix = f"/v8/finance/chart/{ticker}"
+    return [status for path, status in getattr(_ANSWERS, "seen", []) if path.endswith(suffix)]
 
 
 # Exception type names of the HTTP clients yfinance may use (curl_cffi or requests) for a failure
@@ -232,34 +319,59 @@ _NETWORK_ERROR_NAMES = frozenset(
         "RequestException",
     }
 )
+# A host name that does not resolve: curl_cffi's DNSError (curl error 6), requests' NameResolutionError,
+# the socket module's gaierror.
+_NAME_RESOLUTION_NAMES = frozenset({"DNSError", "NameResolutionError", "gaierror"})
+_CURL_HINT = re.compile(r"\s*See https://curl\.se/\S+ first for more details\.?")
 
 
-def classify_yfinance_error(ticker: str, err: BaseException) -> SourceError:
-    """Turn an exception raised inside yfinance into a SourceError naming the ticker.
+def one_line(err: BaseException) -> str:
+    """The exception's first line without curl's link boilerplate, at most 200 characters."""
+    text = _CURL_HINT.sub("", str(err)).strip().splitlines()
+    line = text[0].strip() if text else type(err).__name__
+    return line if len(line) <= 200 else line[:199] + "…"
 
-    Transient: a rate limit, a failure on the wire, or a reply that is not JSON (Yahoo answers a
-    server error with an HTML page, which yfinance then fails to decode). Everything else, an
-    unknown or delisted symbol first of all, is permanent for this run.
+
+def classify_yfinance_error(
+    ticker: str, err: BaseException, chart_statuses: list[int] | tuple = ()
+) -> SourceError:
+    """Turn an exception raised inside yfinance into a one-line SourceError naming the ticker.
+
+    `chart_statuses` are the HTTP statuses Yahoo's chart API answered for this ticker (recorded by
+    the session, since yfinance hides them). Yahoo fails in these shapes (yfinance's issue tracker):
+    an HTML or empty page with 5xx (non-JSON: "Expecting value: line 1 column 1"), a JSON error body
+    with 5xx (`{"chart"|"finance": {"result": null, "error": {"code": "Internal Server Error"}}}`),
+    429 for rate limits, and 404 with `{"chart": {"error": {"code": "Not Found"}}}` for an unknown
+    symbol. Transient: 5xx or 429 from the chart API whatever yfinance raised next, a failure on the
+    wire, a non-JSON reply. Unreachable (not retried): a host name that does not resolve. Permanent:
+    everything else, an unknown or delisted symbol first of all.
     """
     from yfinance import exceptions as yfe
 
-    if isinstance(err, yfe.YFRateLimitError):
-        return TransientSourceError(f"{ticker}: yfinance was rate limited by Yahoo (HTTP 429): {err}")
     names = {cls.__name__ for cls in type(err).__mro__}
+    server_errors = [s for s in chart_statuses if s >= 500]
+    if isinstance(err, yfe.YFRateLimitError) or 429 in chart_statuses:
+        return TransientSourceError(f"{ticker}: Yahoo rate-limited the request (HTTP 429)")
+    if server_errors:  # whatever yfinance raised after it (its fallback's 404, "possibly delisted")
+        return TransientSourceError(f"{ticker}: Yahoo answered HTTP {server_errors[-1]} (a server error)")
+    if names & _NAME_RESOLUTION_NAMES:
+        return SourceUnreachable(f"{ticker}: cannot resolve Yahoo's host from this machine: {one_line(err)}")
     if "HTTPError" in names:  # raised by raise_for_status(): the status decides
         status = getattr(getattr(err, "response", None), "status_code", None) or 0
         if status >= 500:
-            return TransientSourceError(f"{ticker}: Yahoo answered HTTP {status}: {err}")
+            return TransientSourceError(f"{ticker}: Yahoo answered HTTP {status}: {one_line(err)}")
         # yfinance falls back to quoteSummary for a symbol without a timezone; its 404 means unknown.
-        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo (HTTP {status}: {err})")
+        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo (HTTP {status}: {one_line(err)})")
     if isinstance(err, (OSError, TimeoutError)) or names & _NETWORK_ERROR_NAMES:
-        return TransientSourceError(f"{ticker}: network error while fetching from Yahoo: {err!r}")
+        return TransientSourceError(
+            f"{ticker}: network error while fetching from Yahoo: {type(err).__name__}: {one_line(err)}"
+        )
     if isinstance(err, json.JSONDecodeError) or "JSONDecodeError" in names:
         return TransientSourceError(
-            f"{ticker}: Yahoo answered with a non-JSON page (a server error such as HTTP 5xx): {err}"
+            f"{ticker}: Yahoo answered with a non-JSON page (a server error such as HTTP 5xx): {one_line(err)}"
         )
     if isinstance(err, yfe.YFDataException) and "DOWN" in str(err).upper():
-        return TransientSourceError(f"{ticker}: Yahoo Finance is down: {err}")
+        return TransientSourceError(f"{ticker}: Yahoo Finance is down: {one_line(err)}")
     if isinstance(err, yfe.YFTickerMissingError):
-        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo ({err})")
-    return SourceError(f"{ticker}: yfinance failed: {type(err).__name__}: {err}")
+        return SourceError(f"{ticker}: unknown or delisted symbol on Yahoo ({one_line(err)})")
+    return SourceError(f"{ticker}: yfinance failed: {type(err).__name__}: {one_line(err)}")

@@ -77,21 +77,108 @@ def test_an_unknown_ticker_is_a_permanent_error_naming_it(yahoo, tmp_path):
     assert not isinstance(caught.value, sources.TransientSourceError)
 
 
+# What Yahoo answers when it is down or overloaded, as reported in yfinance's issue tracker: its HTML
+# error page, an empty body ("Expecting value: line 1 column 1"), the chart API's JSON error, a JSON
+# error under "finance" ({"finance": {"error": {"code": "Internal Server Error"}}}).
 @pytest.mark.parametrize(
-    ("status", "message"),
-    [(500, r"^ACME: Yahoo answered with a non-JSON page"), (429, r"^ACME: yfinance was rate limited")],
+    ("status", "shape"),
+    [
+        (500, "html"),
+        (502, "chart-json"),
+        (503, "chart-json"),
+        (503, "empty"),
+        (500, "finance-json"),
+        (504, "html"),
+    ],
 )
-def test_server_errors_and_rate_limits_are_transient(yahoo, tmp_path, status, message):
+def test_a_yahoo_server_error_is_transient_whatever_yfinance_falls_back_to(yahoo, tmp_path, status, shape):
     yahoo.listings["ACME"] = Listing(traded(START, END, seed=1))
-    yahoo.failures["ACME"] = status
-    with pytest.raises(sources.TransientSourceError, match=message):
+    yahoo.failures["ACME"] = (status, shape)
+    with pytest.raises(sources.TransientSourceError) as caught:
+        sources.fetch_yfinance(["ACME"], START, END, tmp_path)
+    # Not "unknown or delisted symbol (HTTP 404)" from yfinance's quoteSummary fallback: the chart
+    # API's own answer decides.
+    assert str(caught.value) == f"ACME: Yahoo answered HTTP {status} (a server error)"
+
+
+def test_a_rate_limit_is_transient(yahoo, tmp_path):
+    yahoo.listings["ACME"] = Listing(traded(START, END, seed=1))
+    yahoo.failures["ACME"] = 429
+    with pytest.raises(
+        sources.TransientSourceError, match=r"^ACME: Yahoo rate-limited the request \(HTTP 429\)$"
+    ):
         sources.fetch_yfinance(["ACME"], START, END, tmp_path)
 
 
 def test_an_unreachable_server_is_transient(yahoo, tmp_path):
     yahoo.stop()
-    with pytest.raises(sources.TransientSourceError, match=r"^ACME: network error"):
+    with pytest.raises(sources.TransientSourceError, match=r"^ACME: network error") as caught:
         sources.fetch_yfinance(["ACME"], START, END, tmp_path)
+    assert "\n" not in str(caught.value) and "curl.se" not in str(caught.value)
+
+
+def test_a_host_that_does_not_resolve_is_unreachable_not_transient_in_one_line(monkeypatch, tmp_path):
+    redirect_yfinance(monkeypatch, "http://yahoo.invalid")  # .invalid never resolves (RFC 2606)
+    with pytest.raises(sources.SourceUnreachable) as caught:
+        sources.fetch_yfinance(["ACME"], START, END, tmp_path)
+    assert not isinstance(caught.value, sources.TransientSourceError)
+    message = str(caught.value)
+    assert message.startswith("ACME: cannot resolve Yahoo's host from this machine: ")
+    assert "yahoo.invalid" in message and "\n" not in message and "curl.se" not in message
+    assert len(message) < 250
+    with pytest.raises(
+        sources.SourceUnreachable,
+        match=r"^Yahoo Finance is unreachable from this machine: yahoo.invalid does not resolve",
+    ):
+        sources.check_reachable(yfinance_source(), attempts=2, pause_s=0)
+
+
+def test_a_resolving_host_passes_the_reachability_check(yahoo):
+    sources.check_reachable(yfinance_source(), attempts=1, pause_s=0)  # 127.0.0.1
+    sources.check_reachable(SourceConfig(kind="sample"))  # no host: nothing to check
+
+
+class _HTTPError(Exception):
+    """Shaped like the HTTPError of curl_cffi and requests: named HTTPError, with a response."""
+
+    def __init__(self, status: int):
+        super().__init__(f"HTTP Error {status}")
+        self.response = type("Response", (), {"status_code": status})()
+
+
+_HTTPError.__name__ = "HTTPError"
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(404, False), (499, False), (500, True), (503, True), (599, True)]
+)
+def test_the_status_decides_between_transient_and_permanent(status, transient):
+    from_chart = sources.classify_yfinance_error("ACME", ValueError("possibly delisted"), [status])
+    from_raise = sources.classify_yfinance_error("ACME", _HTTPError(status))
+    for error in (from_chart, from_raise):
+        assert isinstance(error, sources.TransientSourceError) is transient, (status, error)
+        assert isinstance(error, sources.SourceError)
+    if not transient:
+        assert "unknown or delisted symbol" in str(from_raise)
+
+
+def test_a_five_hundred_from_the_chart_outranks_the_fallbacks_404():
+    # yfinance's order of events on an outage: chart probe 503 (twice, with its other cookie
+    # strategy), then quoteSummary 404 raised as an HTTPError.
+    error = sources.classify_yfinance_error("ACME", _HTTPError(404), [503, 503])
+    assert isinstance(error, sources.TransientSourceError)
+    assert str(error) == "ACME: Yahoo answered HTTP 503 (a server error)"
+
+
+def test_one_line_drops_curls_boilerplate():
+    err = RuntimeError(
+        "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com (Domain name not "
+        "found). See https://curl.se/libcurl/c/libcurl-errors.html first for more details.\nmore"
+    )
+    assert sources.one_line(err) == (
+        "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com (Domain name not found)."
+    )
+    assert len(sources.one_line(RuntimeError("x" * 1000))) == 200
 
 
 def test_a_dividend_and_a_split_adjust_history_like_yahoo(yahoo, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ from prefect.states import Failed
 from flows.ingest import ingest
 from models.config import SourceConfig
 from models.prices import calendar, sources, store
-from tasks.ingest import ingest_ticker, retry_transient_only
+from models.prices.ingest import IngestRecord
+from tasks.ingest import ingest_ticker, report_ingest, retry_transient_only
 from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -133,7 +135,42 @@ def test_a_server_error_is_retried_and_an_unknown_symbol_is_not(tmp_path, monkey
     finally:
         fake.stop()
     assert isinstance(down, sources.TransientSourceError) and isinstance(nope, sources.SourceError)
+    assert str(down) == "DOWN: Yahoo answered HTTP 500 (a server error)"
     assert not isinstance(nope, sources.TransientSourceError)
     # 1 try + 3 retries, and yfinance itself asks twice on an HTTP error before giving up.
     assert len(fake.chart_requests("DOWN")) == 4 * 2
     assert len(fake.chart_requests("NOPE")) == 2
+
+
+def test_with_no_network_the_run_fails_at_once_in_one_line(tmp_path, monkeypatch):
+    redirect_yfinance(monkeypatch, "http://yahoo.invalid")  # never resolves (RFC 2606), like no DNS at all
+    source = SourceConfig(kind="yfinance", tickers=("SPY", "QQQ", "IWM"), start=START, end=END)
+    started = time.monotonic()
+    state = ingest(source, str(tmp_path), return_state=True)
+    elapsed = time.monotonic() - started
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert message.startswith(
+        "Yahoo Finance is unreachable from this machine: yahoo.invalid does not resolve"
+    )
+    assert message.endswith("no ticker was fetched") and "\n" not in message
+    assert elapsed < 30, f"{elapsed:.1f} s"  # three quick resolution attempts, not minutes of retries
+    assert "ingest-SPY" not in task_run_counts(state.state_details.flow_run_id)
+
+
+def test_the_same_failure_for_every_ticker_is_said_once():
+    records = [
+        IngestRecord(t, "quarantined", reason=f"{t}: Yahoo answered HTTP 503 (a server error)")
+        for t in ("SPY", "QQQ", "IWM")
+    ] + [IngestRecord("XLF", "quarantined", reason="XLF: unknown or delisted symbol on Yahoo (HTTP 404)")]
+    source = SourceConfig(kind="yfinance", tickers=("SPY", "QQQ", "IWM", "XLF"), start=START, end=END)
+
+    @flow
+    def report() -> None:
+        report_ingest(source, records, 0.2)
+
+    state = report(return_state=True)
+    assert str(state.result(raise_on_failure=False)) == (
+        "4 of 4 tickers failed to ingest (more than 20%): SPY, QQQ, IWM: Yahoo answered HTTP 503 "
+        "(a server error); XLF: unknown or delisted symbol on Yahoo (HTTP 404)"
+    )
