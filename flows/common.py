@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # prefect is imported only where a flow runs, not by the command-line parsers
     from prefect import Flow
 
+from models import runs
 from models.config import Settings, SourceConfig
 from models.errors import UsageError
 
@@ -64,6 +65,15 @@ def heartbeat_like_deployments() -> None:
     Prefect's default is 180 s, which the automation would take for a dead run.
     """
     os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(HEARTBEAT_SECONDS)
+
+
+def clean_run_scratch(flow: Flow, flow_run, state) -> None:
+    """Flow hook: remove a completed run's scratch, keep a failed one's, prune those past retention."""
+    home = resolve_home(flow_run.parameters.get("home"))
+    folder = runs.run_dir(home, flow_run.id)
+    if state.is_completed():
+        runs.remove(folder)
+    runs.prune(home, Settings().runs_retention_days, keep=folder)
 
 
 def quiet_tensorflow() -> None:

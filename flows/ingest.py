@@ -21,7 +21,14 @@ from prefect.logging import get_run_logger
 from flows.common import check_source, resolve_home
 from models.config import MaxFailedShare, SourceConfig
 from models.prices.ingest import IngestRecord
-from tasks.ingest import as_cached, check_source, failure_reason, ingest_ticker, report_ingest, resolve_end
+from tasks.ingest import (
+    as_cached,
+    check_reachable,
+    failure_reason,
+    ingest_ticker,
+    report_ingest,
+    resolve_end,
+)
 
 
 @flow(name="ingest")
@@ -38,6 +45,7 @@ def ingest(
     """
     home = resolve_home(home)
     check_source(source)
+    check_reachable(source)
     end = resolve_end(source)
     fetch = ingest_ticker.with_options(refresh_cache=True) if force else ingest_ticker
     futures = fetch.map(unmapped(source), source.tickers, unmapped(home), unmapped(end))

@@ -15,15 +15,15 @@ if __name__ == "__main__":
     sys.exit(retrain_main())
 
 import datetime as dt
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow
 from prefect.futures import wait
 from prefect.runtime import flow_run
 
-from flows.common import resolve_home, resolve_registry, with_task_runner
+from flows.common import clean_run_scratch, resolve_home, resolve_registry, with_task_runner
 from flows.ingest import ingest
+from models import runs
 from models.config import PipelineConfig
 from models.dataset.arrays import DatasetInfo
 from models.errors import ModelRejected, RejectedBefore
@@ -62,7 +62,13 @@ def walk_forward(
     return [future.result() for future in futures]
 
 
-@flow(name="retrain")
+# Scratch: removed when the run completes, kept for inspection when it fails or crashes.
+@flow(
+    name="retrain",
+    on_completion=[clean_run_scratch],
+    on_failure=[clean_run_scratch],
+    on_crashed=[clean_run_scratch],
+)
 def retrain(
     config: PipelineConfig = PipelineConfig(),
     home: str | None = None,
@@ -83,7 +89,7 @@ def retrain(
     per-ticker ingest and the walk-forward folds out on Dask.
     """
     home = resolve_home(home)
-    run_dir = str(Path(home) / "runs" / str(flow_run.get_id() or "local"))
+    run_dir = str(runs.run_dir(home, flow_run.get_id()))
     registry_root = resolve_registry(home)
     require_publish_lock()
     # What an API outage kept from Prefect (events, artifacts) of earlier versions, before anything new.

@@ -523,3 +523,9 @@ class Settings(BaseSettings):
         description="A JSON PipelineConfig that `python -m flows.retrain` (and `make demo`) starts "
         "from when no --config is given.",
     )
+    runs_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="How long a failed run's scratch (<home>/runs/<flow-run-id>/) is kept for inspection; "
+        "a completed run's is removed at once.",
+    )

@@ -75,7 +75,7 @@ def ingest_ticker(source: SourceConfig, ticker: str, home: str, end: dt.date) ->
 
 
 @task
-def check_source(source: SourceConfig) -> None:
+def check_reachable(source: SourceConfig) -> None:
     """Fail at once, before any ticker, when the source cannot be reached at all (no retries)."""
     sources.check_reachable(source)
 

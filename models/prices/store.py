@@ -28,8 +28,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +157,17 @@ def read_meta(home: Path, ticker: str, *, source: str) -> dict:
     return json.loads(metadata[META_KEY]) if META_KEY in metadata else {}
 
 
+def _new_temp_file(path: Path) -> Path:
+    """An empty `.<name>.<random>.tmp` beside `path`, created as any file is (0o666 less the umask).
+
+    Not with mkstemp, whose files are private (0o600): whoever the umask lets read the store (another
+    account serving predictions) must be able to read what replaces a file too.
+    """
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return tmp
+
+
 def _claim_namespace(home: Path, source: str) -> None:
     """Create the source's folder with its `source.json`, or check that it belongs to `source`."""
     folder = namespace(home, source)
@@ -170,8 +181,8 @@ def _claim_namespace(home: Path, source: str) -> None:
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{NAMESPACE_FILE}.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as fh:
+    tmp = _new_temp_file(marker)
+    with open(tmp, "w") as fh:
         json.dump({"source": source, "key": folder.name}, fh, indent=2)
     os.replace(tmp, marker)
 
@@ -425,8 +436,7 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     same table removes such leftovers once they are older than STALE_TEMP_SECONDS.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temp_file(path)
     try:
         pq.write_table(table, tmp)
         with open(tmp, "rb") as fh:

@@ -50,6 +50,8 @@ def test_publishes_a_complete_verified_bundle(home, first_run):
     assert manifest["features"] == list(config.features.names)
     assert manifest["flow_run_id"]
     assert json.loads((bundle.parent / "aliases.json").read_text()) == {"latest": 1, "champion": 1}
+    # A completed run leaves no scratch behind: everything it made is in the store and the registry.
+    assert not (home / "runs" / manifest["flow_run_id"]).exists()
 
 
 def test_bundle_loads_safely_and_predicts_probabilities(first_run):
@@ -89,6 +91,7 @@ def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
     assert error.summary["verdict"] == "rejected"
     assert registry.aliases("updown") == before
     assert error.summary["version"] in registry.versions("updown")  # kept for inspection
+    assert (home / "runs" / str(state.state_details.flow_run_id) / "training").is_dir()  # and its scratch
 
 
 def test_the_noise_market_in_the_signal_markets_home_trains_on_noise_and_is_rejected(home, first_run):

@@ -1,6 +1,6 @@
 """The architecture, checked: imports go down the data path, never up, never in a circle.
 
-Layers, lowest first: the shared base of `models` (config, diagnosis, errors), then `models.prices`,
+Layers, lowest first: the shared base of `models` (config, diagnosis, errors, runs), then `models.prices`,
 `models.dataset`, `models.training`, `models.registry`; `models/__main__.py` on top of those; `tasks`
 over `models`; `flows` over `tasks`. A module may import its own layer and the layers below. `models`
 never imports prefect, `tasks` or `flows`.
@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("models", "tasks", "flows")
 LAYERS = (
-    ("models.config", "models.diagnosis", "models.errors"),
+    ("models.config", "models.diagnosis", "models.errors", "models.runs"),
     ("models.prices",),
     ("models.dataset",),
     ("models.training",),
