@@ -21,7 +21,7 @@ from prefect.runtime import deployment, flow_run
 from models.config import PipelineConfig
 from models.dataset.arrays import DatasetInfo
 from models.prices import sources, store
-from models.registry import BundleRef, Registry, RegistryError, deliveries, smoke
+from models.registry import BundleRef, Registry, deliveries, smoke
 from models.registry.publication import publish_run
 
 # The registry-wide publish lock: a Prefect global concurrency limit of 1 declared in operations.yaml
@@ -69,9 +69,12 @@ def publish_lock() -> Iterator[None]:
         with get_client(sync_client=True) as client:
             try:
                 client.read_global_concurrency_limit_by_name(PUBLISH_LOCK)
+                on_this_api = True
             except ObjectNotFound:
-                yield
-                return
+                on_this_api = False
+        if not on_this_api:
+            yield
+            return
     run_id = flow_run.get_id()
     lock = concurrency(
         PUBLISH_LOCK,
@@ -202,8 +205,14 @@ def redeliver(registry_root: str, model: str) -> list[str]:
     logger = get_run_logger()
     try:
         return redeliver_missing(Registry(registry_root), model, logger)
-    except (RegistryError, OSError, ValueError) as err:
-        logger.warning("could not check %s's deliveries in %s: %s", model, registry_root, err)
+    except Exception as err:  # a catch-up that cannot run now must not stop a nightly; it runs next time
+        logger.warning(
+            "could not catch Prefect up on %s's versions in %s: %s: %s",
+            model,
+            registry_root,
+            type(err).__name__,
+            str(err).splitlines()[0] if str(err) else "",
+        )
         return []
 
 
@@ -235,6 +244,8 @@ def redeliver_missing(registry: Registry, model: str, logger=None) -> list[str]:
             logger.warning(
                 "%s still not delivered: %s", bundle, "; ".join(f"{k} ({v})" for k, v in failed.items())
             )
+            if any(error.startswith(("API unreachable", "not attempted")) for error in failed.values()):
+                return sent  # the rest would only wait out the same retries; the next run goes on
     champion = registry.aliases(model).get("champion")
     if (
         champion is not None
