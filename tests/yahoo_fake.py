@@ -182,6 +182,7 @@ class FakeYahoo:
         self.listings: dict[str, Listing] = {}
         self.failures: dict[str, int | tuple[int, str]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()  # handlers run in threads of their own
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -215,7 +216,8 @@ class FakeYahoo:
 
     def chart_requests(self, symbol: str) -> list[dict[str, str]]:
         """Parameters of the chart requests made for `symbol`, in order."""
-        return [p for s, p in self.requests if s == symbol]
+        with self._lock:
+            return [p for s, p in self.requests if s == symbol]
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
@@ -224,7 +226,8 @@ class FakeYahoo:
         if not parts.path.startswith(prefix):
             return self._send(handler, 404, _not_found("finance", "Not Found"))
         symbol = parts.path[len(prefix) :]
-        self.requests.append((symbol, params))
+        with self._lock:
+            self.requests.append((symbol, params))
         failure = self.failures.get(symbol)
         if failure is not None:
             status, shape = failure if isinstance(failure, tuple) else (failure, _default_shape(failure))
