@@ -30,6 +30,8 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 MANIFEST = "manifest.json"
 ALIASES = "aliases.json"
 LOCK = ".lock"
+# Beside the versions: what Prefect received of each (models/registry/deliveries.py).
+DELIVERIES = "deliveries"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 # Every bundle must list these; the predictor cannot work without them.

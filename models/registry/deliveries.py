@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.registry.bundle import RegistryError, fsync_dir, write_json_atomic
+from models.registry.bundle import DELIVERIES, RegistryError, fsync_dir, write_json_atomic
 from models.registry.local import Registry
 
-FOLDER = "deliveries"
+FOLDER = DELIVERIES
 RECORD_VERSION = 1
 # What a version's publication shows Prefect, in the order it is delivered: the artifacts first, so
 # an automation reacting to the event finds them. `model-bundle` links the champion, so only a

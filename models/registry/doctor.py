@@ -8,8 +8,8 @@ Per model it checks:
   naming another folder or an unsafe file name...); in an object store the stored objects are
   downloaded and checked, not a cached copy;
 - the model's folder: leftovers of killed writers (`leftover`: `.tmp-*`, `.trash-*`, temporary
-  files, object-store versions without a manifest) and anything else that is not a version
-  (`unexpected`).
+  files, object-store versions without a manifest) and anything else that is not a version, the
+  delivery records (`deliveries/`) or aliases.json (`unexpected`).
 
 `--fix` takes the model's publish lock (so no publisher is mid-write), then removes leftovers,
 rewrites `aliases.json` from its valid entries, points a dangling or lost `champion` and `latest`

@@ -34,6 +34,7 @@ from pathlib import Path
 from models.registry.bundle import (
     ALIAS_PATTERN,
     ALIASES,
+    DELIVERIES,
     LOCK,
     MANIFEST,
     MODEL_PATTERN,
@@ -545,6 +546,8 @@ class Registry:
             elif VERSION_PATTERN.fullmatch(name) and path.is_dir() and not path.is_symlink():
                 if not (path / MANIFEST).exists():
                     strays.append(name)
+            elif name == DELIVERIES and path.is_dir() and not path.is_symlink():
+                continue
             elif name not in (ALIASES, LOCK):
                 strays.append(name)
         return leftovers, strays

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.registry.bundle import (
     ALIASES,
+    DELIVERIES,
     LOCK,
     MANIFEST,
     MODEL_PATTERN,
@@ -337,7 +338,10 @@ class ObjectStoreRegistry(Registry, remote=True):
         for name, is_dir in sorted(self._children(self._mkey(model))):
             if self._is_leftover_remote(model, name, is_dir):
                 leftovers.append(name)
-            elif not (is_dir and VERSION_PATTERN.fullmatch(name)) and name not in (ALIASES, LOCK):
+            elif not (is_dir and (VERSION_PATTERN.fullmatch(name) or name == DELIVERIES)) and name not in (
+                ALIASES,
+                LOCK,
+            ):
                 strays.append(name)
         return leftovers, strays
 

@@ -120,3 +120,12 @@ def test_the_cli_lists_pending_deliveries(tmp_path):
         "updown/1 (promoted): no record: retrain-report, retrain-metrics, model-bundle, event pending",
         "1 of 1 versions not fully delivered: the next retrain run delivers them",
     ]
+
+
+def test_doctor_takes_the_records_folder_for_part_of_the_registry(registry, tmp_path):
+    from models.registry.doctor import doctor
+
+    version = add(registry, tmp_path, "a")
+    deliveries.write(registry, "updown", version, deliveries.new_record("updown", version, "promoted", "r"))
+    report = doctor(registry, "updown", fix=False)
+    assert report.findings == [], [f.line() for f in report.findings]
