@@ -269,6 +269,9 @@ def test_make_stop_mid_run_then_make_serve_and_the_next_nightly_runs(served: Ser
     assert held <= {p.name for p in leases.glob("*.json")}  # the lease outlives the server
     served.make("serve")
     restarted = time.monotonic()
+    # The logs go on where they were: one header per `make serve`, nothing overwritten.
+    assert (served.serve_dir / "server.log").read_text().count("make serve\n") >= 2
+    assert (served.serve_dir / "worker.log").read_text().count("make serve\n") >= 2
 
     # Without a heartbeat the automation ends the interrupted run, which returns the slot; were it
     # gone, the lease (kept on disk) would expire and return it within its TTL.
