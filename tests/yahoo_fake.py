@@ -275,7 +275,9 @@ def redirect_yfinance(monkeypatch, base_url: str) -> None:
     yfinance copies its base URLs into several modules at import (`from .const import _BASE_URL_`)
     and derives others from them (`_QUOTE_SUMMARY_URL_`), so each module's copy is patched.
     """
-    import yfinance  # noqa: F401  (loads the submodules whose constants are patched)
+    from models.prices.sources import import_yfinance
+
+    import_yfinance()  # loads the submodules whose constants are patched, as production loads them
     import yfinance.data
 
     for name, module in list(sys.modules.items()):

@@ -12,8 +12,10 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
 import re
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -183,7 +185,7 @@ def fetch_yfinance(
         SourceUnreachable: Yahoo's host name does not resolve from this machine.
         SourceError: unknown or delisted symbol, or no rows in the window.
     """
-    import yfinance as yf  # imported here: it is slow to import and only this source needs it
+    yf = import_yfinance()  # imported here: it is slow to import and only this source needs it
 
     _point_yfinance_caches(str(Path(home) / "cache" / "yfinance"))
     # Raise instead of logging and returning an empty frame, so failures can be told apart.
@@ -218,8 +220,37 @@ def fetch_yfinance(
     return out
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_yfinance():
+    """yfinance, with its HTTP client (curl_cffi) loaded so that it keeps its own libcurl.
+
+    TensorFlow's library exports a libcurl and a BoringSSL of its own. When TensorFlow (keras
+    included) is loaded first, curl_cffi's bundled libcurl-impersonate binds to those, which know
+    nothing of browser impersonation, and every request fails with "ImpersonateError('Impersonating
+    chrome152 is not supported')" (yfinance issue #2528): in a process that trained a model, or a test
+    session that imported keras first. Loaded with RTLD_DEEPBIND, curl_cffi resolves its own symbols
+    first, whatever was loaded before. Once curl_cffi is loaded it stays as it is.
+    """
+    with _IMPORT_LOCK:
+        if "curl_cffi" not in sys.modules and hasattr(os, "RTLD_DEEPBIND") and hasattr(sys, "setdlopenflags"):
+            flags = sys.getdlopenflags()
+            sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+            try:
+                import curl_cffi.requests  # noqa: F401  (loads its compiled libcurl)
+            except ImportError:  # yfinance then falls back to plain requests
+                pass
+            finally:
+                sys.setdlopenflags(flags)
+        import yfinance
+
+    return yfinance
+
+
 def yahoo_host() -> str:
     """The host yfinance fetches daily history from (read from yfinance, so a redirect applies)."""
+    import_yfinance()
     try:
         from yfinance.scrapers import history
 
@@ -349,6 +380,12 @@ def classify_yfinance_error(
     from yfinance import exceptions as yfe
 
     names = {cls.__name__ for cls in type(err).__mro__}
+    if "ImpersonateError" in names:  # not the network: this process's HTTP client (see import_yfinance)
+        return SourceError(
+            f"{ticker}: yfinance's HTTP client cannot work in this process ({one_line(err)}): curl_cffi was "
+            "loaded after TensorFlow, whose own libcurl then answers its calls; import yfinance through "
+            "models.prices.sources.import_yfinance() before TensorFlow or keras"
+        )
     server_errors = [s for s in chart_statuses if s >= 500]
     if isinstance(err, yfe.YFRateLimitError) or 429 in chart_statuses:
         return TransientSourceError(f"{ticker}: Yahoo rate-limited the request (HTTP 429)")

@@ -7,7 +7,6 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-import yfinance.cache
 
 from models.config import SourceConfig
 from models.prices import calendar, ingest, sources, store
@@ -58,6 +57,8 @@ def test_one_ticker_round_trips_through_yfinance(yahoo, tmp_path):
     assert int(history["period2"]) == int(pd.Timestamp("2024-03-29", tz="America/New_York").timestamp())
     assert history["events"] == "div,splits,capitalGains"
     # Caches go to the data home, not ~/.cache (yfinance creates the folder on first use per process).
+    import yfinance.cache
+
     assert yfinance.cache._TzDBManager.get_location() == str(tmp_path / "cache" / "yfinance")
 
 
@@ -245,3 +246,47 @@ def test_ingest_through_yfinance_fetches_only_new_sessions_then_detects_a_restat
 def test_the_yfinance_source_needs_the_data_home():
     with pytest.raises(ValueError, match="needs the data home"):
         sources.load(yfinance_source(), "ACME", START, END)
+
+
+KERAS_FIRST = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import keras  # TensorFlow and its own libcurl, loaded before yfinance is ever imported
+import datetime as dt, tempfile
+import pandas as pd
+import pytest
+from models.prices import sources
+from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance
+days = pd.bdate_range("2024-01-02", "2024-01-31")
+fake = FakeYahoo().start()
+redirect_yfinance(pytest.MonkeyPatch(), fake.url)
+fake.listings["ACME"] = Listing(pd.DataFrame({"date": days, "open": 10.0, "high": 11.0, "low": 9.0,
+                                             "close": 10.0, "volume": 100}))
+frame = sources.fetch_yfinance(["ACME"], dt.date(2024, 1, 2), dt.date(2024, 1, 31), tempfile.mkdtemp())["ACME"]
+print(len(frame))
+"""
+
+
+def test_yfinance_works_in_a_process_that_loaded_tensorflow_first():
+    """Keras first, then yfinance: its HTTP client must not bind to TensorFlow's libcurl (#2528)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", KERAS_FIRST, str(root)], capture_output=True, text=True, timeout=300, cwd=root
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "22"  # the sessions of January 2024
+
+
+def test_a_client_that_cannot_impersonate_is_a_permanent_error_saying_why():
+    class ImpersonateError(Exception):
+        pass
+
+    error = sources.classify_yfinance_error(
+        "ACME", ImpersonateError("Impersonating chrome152 is not supported")
+    )
+    assert type(error) is sources.SourceError
+    assert "curl_cffi was loaded after TensorFlow" in str(error)

@@ -127,20 +127,11 @@ def test_a_server_error_is_retried_and_an_unknown_symbol_is_not(tmp_path, monkey
         source = SourceConfig(kind="yfinance", tickers=("DOWN", "NOPE"), start=START, end=END)
 
         @flow
-        def one_ticker_after_the_other() -> list:
-            # Not at once: yfinance keeps one client per process, whose state another ticker's fetch
-            # changes mid-flight (any answer >= 400 flips the cookie strategy, and clears the cookie
-            # jar, for every thread; each fetch clears the memo of answers; only the first two failed
-            # timezone probes of a process fall back to quoteSummary). What this test counts would
-            # then depend on how the two threads interleave; the retry rules it checks do not.
-            results = []
-            for ticker in source.tickers:
-                results.append(
-                    quick.submit(source, ticker, str(tmp_path), END).result(raise_on_failure=False)
-                )
-            return results
+        def two_tickers() -> list:
+            futures = [quick.submit(source, t, str(tmp_path), END) for t in source.tickers]
+            return [f.result(raise_on_failure=False) for f in futures]
 
-        state = one_ticker_after_the_other(return_state=True)
+        state = two_tickers(return_state=True)
         down, nope = state.result()
     finally:
         fake.stop()
