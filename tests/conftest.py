@@ -34,6 +34,13 @@ os.environ["PIPELINE_REGISTRY_CACHE_DIR"] = str(Path(_SESSION_HOME) / "registry-
 import curl_cffi.requests  # noqa: E402,F401
 import pytest  # noqa: E402
 
+from models.prices.sources import load_http_client  # noqa: E402
+
+# Before any test module is collected: a module that imports keras (TensorFlow, with a libcurl of its
+# own) and then one that imports yfinance would otherwise break yfinance's HTTP client for the whole
+# session, depending on which modules a run selects (see load_http_client).
+load_http_client()
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)

@@ -223,27 +223,36 @@ def fetch_yfinance(
 _IMPORT_LOCK = threading.Lock()
 
 
-def import_yfinance():
-    """yfinance, with its HTTP client (curl_cffi) loaded so that it keeps its own libcurl.
+def load_http_client() -> None:
+    """Load yfinance's HTTP client (curl_cffi) so that it keeps its own libcurl, whatever comes later.
 
     TensorFlow's library exports a libcurl and a BoringSSL of its own. When TensorFlow (keras
     included) is loaded first, curl_cffi's bundled libcurl-impersonate binds to those, which know
     nothing of browser impersonation, and every request fails with "ImpersonateError('Impersonating
     chrome152 is not supported')" (yfinance issue #2528): in a process that trained a model, or a test
     session that imported keras first. Loaded with RTLD_DEEPBIND, curl_cffi resolves its own symbols
-    first, whatever was loaded before. Once curl_cffi is loaded it stays as it is.
+    first, whatever was loaded before. Once curl_cffi is loaded it stays as it is, so this must come
+    before any other import of yfinance or curl_cffi in the process.
     """
     with _IMPORT_LOCK:
-        if "curl_cffi" not in sys.modules and hasattr(os, "RTLD_DEEPBIND") and hasattr(sys, "setdlopenflags"):
-            flags = sys.getdlopenflags()
-            sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
-            try:
-                import curl_cffi.requests  # noqa: F401  (loads its compiled libcurl)
-            except ImportError:  # yfinance then falls back to plain requests
-                pass
-            finally:
-                sys.setdlopenflags(flags)
-        import yfinance
+        if "curl_cffi" in sys.modules or not (
+            hasattr(os, "RTLD_DEEPBIND") and hasattr(sys, "setdlopenflags")
+        ):
+            return
+        flags = sys.getdlopenflags()
+        sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+        try:
+            import curl_cffi.requests  # noqa: F401  (loads its compiled libcurl)
+        except ImportError:  # yfinance then falls back to plain requests
+            pass
+        finally:
+            sys.setdlopenflags(flags)
+
+
+def import_yfinance():
+    """yfinance, imported after `load_http_client` (how this package always imports it)."""
+    load_http_client()
+    import yfinance
 
     return yfinance
 
