@@ -115,3 +115,20 @@ def test_the_command_line_needs_a_server():
         timeout=120,
     )
     assert done.returncode == 2 and "set PREFECT_API_URL" in done.stderr
+
+
+def test_a_run_from_the_command_line_heartbeats_like_a_deployment():
+    """The automation crashes a run after 90 s of silence: a shell run must beat every 30 s too."""
+    script = (
+        "import argparse\n"
+        "from flows import cli\n"
+        "cli.start_prefect(argparse.Namespace(debug=False))\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().flows.heartbeat_frequency)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(HEARTBEAT_SECONDS)
