@@ -212,11 +212,18 @@ def summarize_reasons(records: list[IngestRecord]) -> str:
     """The failures of `records`, each distinct reason once with the tickers it hit.
 
     "SPY, QQQ: Yahoo answered HTTP 503 (…)" rather than the same sentence per ticker: when every
-    ticker fails alike, the cause is the source, not the tickers, and it is said once.
+    ticker fails alike, the cause is the source, not the tickers, and it is said once. A reason that
+    names its ticker in its own words ("BAD 2024-01-17 column 'high': …") is kept as it is.
     """
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[IngestRecord]] = {}
     for record in records:
-        reason = record.reason or "no reason given"
-        prefix = f"{record.ticker}: "
-        groups.setdefault(reason.removeprefix(prefix), []).append(record.ticker)
-    return "; ".join(f"{', '.join(tickers)}: {reason}" for reason, tickers in groups.items())
+        reason = record.reason or f"{record.ticker}: no reason given"
+        groups.setdefault(reason.removeprefix(f"{record.ticker}: "), []).append(record)
+    parts = []
+    for reason, group in groups.items():
+        (first, *others) = group
+        if not others and (first.reason or "").startswith(f"{first.ticker} "):
+            parts.append(first.reason or reason)
+        else:
+            parts.append(f"{', '.join(r.ticker for r in group)}: {reason}")
+    return "; ".join(parts)

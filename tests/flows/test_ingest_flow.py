@@ -177,5 +177,6 @@ def test_the_same_failure_for_every_ticker_is_said_once():
     state = report(return_state=True)
     assert str(state.result(raise_on_failure=False)) == (
         "4 of 4 tickers failed to ingest (more than 20%): SPY, QQQ, IWM: Yahoo answered HTTP 503 "
-        "(a server error); XLF: unknown or delisted symbol on Yahoo (HTTP 404)"
+        "(a server error); XLF: unknown or delisted symbol on Yahoo (HTTP 404). Fix or drop those tickers, "
+        "or allow a larger share (--max-failed-share; the flow parameter max_failed_share)"
     )
