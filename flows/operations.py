@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS_FILE = ROOT / "operations.yaml"
-FLOW_NAMES = ("retrain", "ingest")
+FLOW_NAMES = ("retrain", "ingest", "walk-forward")  # retrain runs the other two as subflows
 STALE_AFTER_S = 90
 
 
@@ -137,7 +137,7 @@ def recover(
             )
             outcome = "marked " + target if result.status.value == "ACCEPT" else f"refused: {result.details}"
             lines.append(f"{label}: {outcome}")
-    return lines or ["no unfinished run of the retrain or ingest flow"]
+    return lines or ["no unfinished run of the retrain, ingest or walk-forward flow"]
 
 
 def build_parser() -> argparse.ArgumentParser:
