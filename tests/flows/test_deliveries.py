@@ -31,6 +31,7 @@ def add(registry: Registry, tmp_path: Path, tag: str, verdict: str = "promoted")
         "gate": {"verdict": verdict, "reasons": [] if verdict == "promoted" else ["loses to majority"]},
         "metrics": {"accuracy": 0.51, "balanced_accuracy": 0.44},
         "baselines": {"majority": {"accuracy": 0.31, "balanced_accuracy": 0.33}},
+        "smoke_test": {"state": "passed"},
     }
     return registry.publish("updown", files, meta, promote=verdict == "promoted").version
 

@@ -91,7 +91,8 @@ def test_a_rejected_model_fails_the_run_and_moves_no_alias(home, first_run):
     assert error.summary["verdict"] == "rejected"
     assert registry.aliases("updown") == before
     assert error.summary["version"] in registry.versions("updown")  # kept for inspection
-    assert (home / "runs" / str(state.state_details.flow_run_id) / "training").is_dir()  # and its scratch
+    scratch = home / "runs" / str(state.state_details.flow_run_id)
+    assert (scratch / "folds" / "fold-0").is_dir()  # and its scratch, kept for inspection
 
 
 def test_the_noise_market_in_the_signal_markets_home_trains_on_noise_and_is_rejected(home, first_run):
