@@ -259,9 +259,11 @@ def print_summary(summary: dict) -> None:
             )
         d = evaluation["direction_skill"]
         if d["windows"]:
+            from models.training.gate import direction_baseline_name
+
             print(
-                f"{'direction:':<19}sign accuracy {d['model']:.4f} vs {d['baseline']:.4f} always "
-                f"{d['baseline_class']} on {d['windows']} moves: {d['estimate']:+.4f} (>= {d['lower']:+.4f})"
+                f"{'direction:':<19}sign accuracy {d['model']:.4f} vs {d['baseline']:.4f} "
+                f"{direction_baseline_name(d['baseline_class'])} on {d['windows']} moves: {d['estimate']:+.4f} (>= {d['lower']:+.4f})"
             )
         if evaluation["carried_by"]:
             print(f"{'note:':<13}the result rests on {', '.join(evaluation['carried_by'])}")

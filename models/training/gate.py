@@ -175,7 +175,8 @@ def walk_forward_gate(
             "direction-skill",
             skilled,
             f"sign accuracy on {direction['windows']} up/down calls that moved beyond the threshold: "
-            f"{direction['model']:.4f} vs always '{direction['baseline_class']}' {direction['baseline']:.4f}, "
+            f"{direction['model']:.4f} vs {direction_baseline_name(direction['baseline_class'])} "
+            f"{direction['baseline']:.4f}, "
             f"difference {direction['estimate']:+.4f}, lower bound {direction['lower']:+.4f}"
             if direction["windows"]
             else "the model made no up/down call on a window that moved beyond the threshold",
@@ -220,3 +221,10 @@ def _champion_rule(champion: dict, gate_config: GateConfig) -> dict:
         threshold=-gate_config.champion_tolerance,
         confidence=diff["confidence"],
     )
+
+
+def direction_baseline_name(baseline_class: str) -> str:
+    """How to name the direction baseline: one class for every fold, or each fold's own majority."""
+    if "/" in baseline_class:
+        return f"each fold's train-majority direction ({baseline_class})"
+    return f"always '{baseline_class}'"

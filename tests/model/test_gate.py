@@ -97,6 +97,20 @@ def test_direction_skill_is_reported_always_and_a_criterion_only_when_required()
     ).promoted
 
 
+@pytest.mark.parametrize(
+    ("classes", "named"),
+    [
+        ("up", "vs always 'up' 0.5000"),
+        ("down/up", "vs each fold's train-majority direction (down/up) 0.5000"),
+    ],
+)
+def test_the_direction_baseline_is_named_as_it_was_fitted(classes, named):
+    """Folds whose train majorities differ were not compared with 'always up' (nor 'always down/up')."""
+    ev = evidence()
+    ev["direction"]["difference"]["baseline_class"] = classes
+    assert named in rule(walk_forward_gate(ev, GateConfig(), []), "direction-skill")["message"]
+
+
 def test_a_fatal_diagnosis_in_any_fold_rejects():
     fatal = [{"code": "exploding-loss", "message": "loss 1e4", "fold": 2}]
     verdict = walk_forward_gate(evidence(), GateConfig(), fatal)
