@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_server_worker import MANUAL_CONFIG, PREFECT, ROOT, UUID, free_port
+from tests.e2e.test_server_worker import MANUAL_CONFIG, PREFECT, ROOT, UUID, free_port, server_env
 
 pytestmark = pytest.mark.e2e
 # A deployment run whose flow blocks in ingest (reading a named pipe nobody writes): in flight for as
@@ -127,24 +127,14 @@ def served(tmp_path_factory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("operations")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp / "prefect"),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "KERAS_HOME": str(tmp / "keras"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "DASK_TEMPORARY_DIRECTORY": str(tmp / "dask"),
-        "PWD": str(ROOT),  # the pull step's `{{ $PWD }}` names the checkout
+    env = server_env(
+        tmp,
+        url,
         # Quicker than the defaults, changing nothing under test: the worker polls every 2 s (not
         # 10) and a flow-run process gives up on an unreachable API after one retry (not five).
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "PREFECT_CLIENT_MAX_RETRIES": "1",
-    }
-    env.pop("PIPELINE_HOME", None)
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_CLIENT_MAX_RETRIES="1",
+    )
     served = Served(url, env, tmp, tmp / "serve", port)
     try:
         served.make("serve")

@@ -65,6 +65,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_env(tmp: Path, url: str, **extra: str) -> dict[str, str]:
+    """The environment of a server, a worker and the CLI pointed at it: state under `tmp`, nothing
+    sent anywhere but `url`, and `PIPELINE_HOME` left to each deployment's own default."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "KERAS_HOME": str(tmp / "keras"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "DASK_TEMPORARY_DIRECTORY": str(tmp / "dask"),
+        # the pull step's `{{ $PWD }}` must name the checkout, whatever directory pytest started in
+        "PWD": str(ROOT),
+        **extra,
+    }
+    env.pop("PIPELINE_HOME", None)
+    return env
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """Start a process in its own session so that it and its children can be stopped together."""
     with open(log, "wb") as out:
@@ -107,21 +129,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("e2e")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp / "prefect"),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "KERAS_HOME": str(tmp / "keras"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "DASK_TEMPORARY_DIRECTORY": str(tmp / "dask"),
-        # the pull step's `{{ $PWD }}` must name the checkout, whatever directory pytest started in
-        "PWD": str(ROOT),
-    }
-    env.pop("PIPELINE_HOME", None)
+    env = server_env(tmp, url)
     log = tmp / "server.log"
     process = start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
     try:
