@@ -80,6 +80,7 @@ SOURCE_FLAGS = {
     "source.folder": "--folder",
     "source.sample_variant": "--variant",
     "source.sample_seed": "--seed",
+    "source.sample_signal_until": "--signal-until",
 }
 RETRAIN_FLAGS = {
     **SOURCE_FLAGS,
@@ -120,6 +121,12 @@ def add_source_arguments(parser: argparse.ArgumentParser, default_source: str) -
         help="sample market variant (default signal; noise and volatility are negative controls)",
     )
     g.add_argument("--seed", type=int, help="sample market seed")
+    g.add_argument(
+        "--signal-until",
+        type=dt.date.fromisoformat,
+        help="sample signal market: the last session with the planted signal; none after it "
+        "(a model trained before goes stale; stored apart from the plain signal market)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +165,7 @@ def source_values(args: argparse.Namespace) -> dict:
         ("folder", "folder"),
         ("sample_variant", "variant"),
         ("sample_seed", "seed"),
+        ("sample_signal_until", "signal_until"),
     ):
         if getattr(args, name) is not None:
             values[key] = getattr(args, name)

@@ -118,6 +118,13 @@ class SourceConfig(_Frozen):
         "direction; 'noise' is a random walk.",
     )
     sample_seed: int = Field(default=7, ge=0, description="For kind=sample: the random seed (>= 0).")
+    sample_signal_until: dt.date | None = Field(
+        default=None,
+        description="For kind=sample, variant signal: the last session that carries the planted "
+        "signal; after it the market keeps its volatility regimes but has no direction, so a model "
+        "trained before goes stale (the scorecard's control). Part of the source's identity: its "
+        "prices are stored apart from the plain signal market's.",
+    )
     overlap_sessions: int = Field(default=5, ge=0, description="Sessions refetched to detect restatements.")
     restatement_tolerance: float = Field(
         default=1e-6,
@@ -177,6 +184,13 @@ class SourceConfig(_Frozen):
 
     @model_validator(mode="after")
     def _folder_given(self) -> SourceConfig:
+        if self.sample_signal_until is not None and (
+            self.kind != "sample" or self.sample_variant != "signal"
+        ):
+            raise ValueError(
+                "sample_signal_until switches off the sample market's planted signal: it needs kind "
+                f"'sample' and sample_variant 'signal', not {self.kind!r}/{self.sample_variant!r}"
+            )
         if self.kind == "folder" and not self.folder:
             raise ValueError("source kind 'folder' needs `folder`, the directory of <TICKER>.csv|parquet")
         if self.end is not None and self.end < self.start:

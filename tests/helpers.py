@@ -42,7 +42,14 @@ def learning_config(variant: str = "signal", **sections) -> PipelineConfig:
 def sample_prices(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     s = config.source
     return {
-        t: sample.generate(t, s.end or END, start=s.start, seed=s.sample_seed, variant=s.sample_variant)
+        t: sample.generate(
+            t,
+            s.end or END,
+            start=s.start,
+            seed=s.sample_seed,
+            variant=s.sample_variant,
+            signal_until=s.sample_signal_until,
+        )
         for t in s.tickers
     }
 

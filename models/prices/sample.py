@@ -19,6 +19,11 @@ in one of three variants, each a control for the gate:
   their sign, so it must not beat the volatility-regime baseline.
 - `noise`: a driftless random walk with constant volatility: nothing to learn.
 
+`signal_until` switches the planted signal off after a session: up to it the `signal` market is
+unchanged (same regimes, same shocks, same prices), after it the drift is zero and the market is the
+`volatility` one (regimes, no direction). A model trained before the switch goes stale after it:
+the control for the live scorecard's `model.degraded` (see models.monitoring).
+
 Values on a given session depend only on (seed, ticker, variant) and that session, never on the end
 date asked for, so the market grows by one day each trading day like a real feed and is identical on
 every machine for an explicit end date.
@@ -73,11 +78,19 @@ def volatility_regimes(switch_draws: np.ndarray) -> np.ndarray:
     return turbulent
 
 
-def signal_returns(shocks: np.ndarray, sigma: np.ndarray, turbulent: np.ndarray) -> np.ndarray:
-    """Daily log returns whose drift follows the trend when calm and fades it when turbulent."""
+def signal_returns(
+    shocks: np.ndarray, sigma: np.ndarray, turbulent: np.ndarray, active: np.ndarray | None = None
+) -> np.ndarray:
+    """Daily log returns whose drift follows the trend when calm and fades it when turbulent.
+
+    `active` (default: every session) marks the sessions that carry the drift; elsewhere a return is
+    its shock alone.
+    """
     n = len(shocks)
     returns = np.empty(n)
     strength = np.where(turbulent == 1, -REVERSAL_STRENGTH, TREND_STRENGTH)
+    if active is not None:
+        strength = np.where(active, strength, 0.0)
     trail = 0.0  # sum of the last MOMENTUM_SESSIONS returns
     for i in range(n):
         z = trail / (sigma[i] * np.sqrt(MOMENTUM_SESSIONS))
@@ -96,6 +109,7 @@ def generate(
     seed: int = 7,
     variant: Variant = "signal",
     exchange: str = "XNYS",
+    signal_until: dt.date | None = None,
 ) -> pd.DataFrame:
     """Synthetic daily OHLCV for one ticker on the exchange's sessions from `start` to `end`.
 
@@ -106,12 +120,16 @@ def generate(
         seed: Market seed.
         variant: "signal", "volatility" or "noise" (see the module docstring).
         exchange: Calendar whose sessions the series lives on.
+        signal_until: For `signal`: the last session with the planted drift; later sessions keep
+            the regimes and shocks but no drift (None: the signal never stops).
 
     Returns:
         Columns date, open, high, low, close, adj_close, volume; one row per session.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown sample variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if signal_until is not None and variant != "signal":
+        raise ValueError(f"signal_until applies to the signal variant only, not {variant!r}")
     days = calendar.sessions(exchange, ORIGIN, end)
     n = len(days)
     regime_rng, _, ret_rng, open_rng, high_rng, low_rng, vol_rng = _streams(seed, ticker, variant)
@@ -129,7 +147,11 @@ def generate(
         # The calm sigma is set so the average variance matches the noise variant's.
         calm = base_sigma / np.sqrt((2 + TURBULENCE**2) / 3)
         sigma = np.where(turbulent == 1, TURBULENCE * calm, calm)
-        returns = signal_returns(shocks, sigma, turbulent) if variant == "signal" else sigma * shocks
+        if variant == "signal":
+            active = None if signal_until is None else days <= pd.Timestamp(signal_until)
+            returns = signal_returns(shocks, sigma, turbulent, None if active is None else np.asarray(active))
+        else:
+            returns = sigma * shocks
 
     log_close = np.log(base_price) + np.cumsum(returns)
     close = np.exp(log_close)

@@ -53,6 +53,12 @@ def describe(source: SourceConfig) -> dict[str, object]:
             "seed": source.sample_seed,
             "notice": sample.SYNTHETIC_NOTICE,
         }
+        if source.sample_signal_until is not None:
+            info["signal_until"] = source.sample_signal_until.isoformat()
+            info["notice"] = (
+                f"{sample.SYNTHETIC_NOTICE}; the signal is switched off after "
+                f"{source.sample_signal_until} (no direction after it)"
+            )
     elif source.kind == "folder":
         info["folder"] = str(Path(source.folder or "").resolve())
     return info
@@ -61,7 +67,10 @@ def describe(source: SourceConfig) -> dict[str, object]:
 def source_label(source: SourceConfig) -> str:
     """The value stored in the price store's `source` column."""
     if source.kind == "sample":
-        return f"sample:{source.sample_variant}:seed={source.sample_seed}"
+        label = f"sample:{source.sample_variant}:seed={source.sample_seed}"
+        if source.sample_signal_until is not None:
+            label += f":until={source.sample_signal_until.isoformat()}"
+        return label
     if source.kind == "folder":
         return f"folder:{Path(source.folder or '').resolve()}"
     return "yfinance"
@@ -122,6 +131,7 @@ def load(
             seed=source.sample_seed,
             variant=source.sample_variant,
             exchange=source.exchange,
+            signal_until=source.sample_signal_until,
         )
     elif source.kind == "folder":
         frame = read_folder_file(Path(source.folder or ""), ticker, source.exchange)

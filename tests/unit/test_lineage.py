@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from flows.cli import INGEST_HELP, build_retrain_parser, print_summary
 from models.config import DEFAULT_START, SourceConfig
@@ -107,3 +108,24 @@ def test_incomplete_universe_names_every_dropped_ticker_once():
         "BBB 2020-01-02 x; CCC: no CCC.csv." in message
         and "set gate.require_full_universe to false" in message
     )
+
+
+def test_a_switched_off_sample_market_is_a_source_of_its_own():
+    """Its prices equal the signal market's up to the switch, but never share its store or manifest."""
+    from pydantic import ValidationError
+
+    from models.config import SourceConfig
+    from models.prices import sources, store
+
+    plain = SourceConfig()
+    switched = SourceConfig(sample_signal_until="2024-06-28")
+    assert sources.source_label(switched) == "sample:signal:seed=7:until=2024-06-28"
+    keys = {store.source_key(sources.source_label(s)) for s in (plain, switched)}
+    assert len(keys) == 2 and all(k.startswith("sample-signal-seed-7") for k in keys)
+    described = sources.describe(switched)
+    assert (
+        described["signal_until"] == "2024-06-28" and "switched off after 2024-06-28" in described["notice"]
+    )
+    assert "signal_until" not in sources.describe(plain)
+    with pytest.raises(ValidationError, match="needs kind 'sample' and sample_variant 'signal'"):
+        SourceConfig(sample_variant="volatility", sample_signal_until="2024-06-28")

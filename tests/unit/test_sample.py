@@ -40,12 +40,17 @@ def test_tickers_and_variants_differ():
 NOISE_AAA_2020_01_02 = 423.3153
 
 
-def momentum_correlations(variant: str) -> tuple[float, float]:
+def momentum_correlations(
+    variant: str, signal_until: dt.date | None = None, since: dt.date | None = None
+) -> tuple[float, float]:
     """Correlation of the past 20 days' return with the next 5 days', on calm and on turbulent days
     (split at the top third of trailing 20-day volatility, which the features can see)."""
     past, future, vol = [], [], []
     for t in ("AAA", "BBB", "CCC", "DDD"):
-        c = np.log(sample.generate(t, dt.date(2024, 12, 31), variant=variant)["adj_close"].to_numpy())
+        frame = sample.generate(t, dt.date(2024, 12, 31), variant=variant, signal_until=signal_until)
+        if since is not None:
+            frame = frame.loc[frame["date"] > pd.Timestamp(since)]
+        c = np.log(frame["adj_close"].to_numpy())
         r = np.diff(c)
         past.append(c[20:-5] - c[:-25])
         future.append(c[25:] - c[20:-5])
@@ -68,6 +73,23 @@ def test_signal_variant_trends_when_calm_and_reverses_when_turbulent():
 def test_negative_controls_have_no_momentum_in_either_regime(variant):
     calm, turbulent = momentum_correlations(variant)
     assert abs(calm) < 0.06 and abs(turbulent) < 0.06
+
+
+def test_a_switched_off_signal_keeps_the_past_and_loses_its_direction_after():
+    """`signal_until`: the signal market up to that session, no direction after it (the scorecard's
+    control for a champion that goes stale)."""
+    until = dt.date(2016, 12, 30)
+    plain = sample.generate("AAA", dt.date(2024, 12, 31))
+    switched = sample.generate("AAA", dt.date(2024, 12, 31), signal_until=until)
+    before = plain["date"] <= pd.Timestamp(until)
+    pd.testing.assert_frame_equal(plain.loc[before], switched.loc[before])
+    assert (plain.loc[~before, "adj_close"] != switched.loc[~before, "adj_close"]).all()
+    calm, turbulent = momentum_correlations("signal", signal_until=until, since=until)
+    assert abs(calm) < 0.06 and abs(turbulent) < 0.06
+    calm, turbulent = momentum_correlations("signal", since=until)  # the plain market keeps it
+    assert calm > 0.3 and turbulent < -0.1
+    with pytest.raises(ValueError, match="signal variant only"):
+        sample.generate("AAA", dt.date(2020, 1, 31), variant="noise", signal_until=until)
 
 
 def test_volatility_variant_clusters_and_noise_does_not():
