@@ -13,6 +13,11 @@ Each feature is normalized as z = (x - center) / scale, then clipped to [-clip, 
 stats.parquet holds, per (scope, feature): mean, std, count, scope, std_replaced, method, center,
 scale, clip. `mean` and `std` are always the true mean and std; `center`, `scale` and `clip` are what
 is applied, so a consumer without this package reproduces the inputs exactly.
+
+It also holds, for drift monitoring (models.monitoring.drift), each feature's train distribution on
+train-fitted bins: `bin_edges` (the distinct train deciles of the raw feature) and `bin_shares` (the
+share of train rows in each of the len(edges) + 1 bins, bin i holding edges[i-1] <= x < edges[i]).
+A population stability index of later rows is computed on exactly these bins.
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ STATS_SCHEMA = pa.schema(
         pa.field("center", pa.float64(), nullable=False),
         pa.field("scale", pa.float64(), nullable=False),
         pa.field("clip", pa.float64(), nullable=False),
+        pa.field("bin_edges", pa.list_(pa.float64()), nullable=False),
+        pa.field("bin_shares", pa.list_(pa.float64()), nullable=False),
     ]
 )
+BIN_QUANTILES = np.round(np.arange(0.1, 0.95, 0.1), 2)  # train deciles: ten bins at most
 
 
 POOLED = "pooled"
@@ -70,6 +78,8 @@ class Stats:
     scale: np.ndarray | None = None
     clip: np.ndarray | None = None
     methods: tuple[str, ...] = field(default=())
+    # (scope, feature) -> (bin edges, train share of each bin); empty in stats written before bins
+    bins: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.center is None:
@@ -175,6 +185,7 @@ def fit_normalization(
     if tickers is None:
         mean, std, center, scale, bad = _fit(train_matrix, features, chosen)
         replaced = tuple(f for f, b in zip(features, bad, strict=True) if b)
+        bins = {(POOLED, f): fit_bins(train_matrix[:, j]) for j, f in enumerate(features)}
         return Stats(
             features,
             mean,
@@ -187,6 +198,7 @@ def fit_normalization(
             scale,
             clip,
             methods,
+            bins,
         )
     scopes = tuple(str(t) for t in np.unique(tickers))
     fits = [_fit(train_matrix[tickers == t], features, chosen) for t in scopes]
@@ -204,7 +216,25 @@ def fit_normalization(
         np.stack([f[3] for f in fits]),
         clip,
         methods,
+        {(t, f): fit_bins(train_matrix[tickers == t][:, j]) for t in scopes for j, f in enumerate(features)},
     )
+
+
+def fit_bins(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges (the distinct deciles of `values`) and the share of `values` in each bin.
+
+    Bin i holds edges[i-1] <= x < edges[i] (bin 0 everything below the first edge, the last bin
+    everything from the last edge up), as `bin_index` assigns them.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.unique(np.quantile(values, BIN_QUANTILES))
+    counts = np.bincount(bin_index(edges, values), minlength=len(edges) + 1)
+    return edges, counts / max(len(values), 1)
+
+
+def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The bin of each value on `edges` (see `fit_bins`)."""
+    return np.searchsorted(edges, values, side="right")
 
 
 def write_stats(stats: Stats, path: Path) -> Path:
@@ -226,6 +256,8 @@ def write_stats(stats: Stats, path: Path) -> Path:
             "center": flat(stats.center),
             "scale": flat(stats.scale),
             "clip": np.tile(np.asarray(stats.clip, dtype=np.float64), len(stats.scopes)),
+            "bin_edges": [_bins(stats, s, f, 0) for s in stats.scopes for f in stats.features],
+            "bin_shares": [_bins(stats, s, f, 1) for s in stats.scopes for f in stats.features],
         },
         schema=STATS_SCHEMA,
     )
@@ -233,6 +265,11 @@ def write_stats(stats: Stats, path: Path) -> Path:
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     write_atomic(table, path)
     return path
+
+
+def _bins(stats: Stats, scope: str, feature: str, part: int) -> list[float]:
+    found = stats.bins.get((scope, feature))
+    return [] if found is None else [float(v) for v in found[part]]
 
 
 def read_stats(path: Path) -> Stats:
@@ -261,6 +298,13 @@ def read_stats(path: Path) -> Stats:
     )
     methods = tuple(frame["method"].to_numpy().reshape(shape)[0]) if "method" in frame.columns else ()
     clip = frame["clip"].to_numpy().reshape(shape)[0] if "clip" in frame.columns else None
+    bins = {}
+    if "bin_edges" in frame.columns:
+        for (scope, feature), edges, shares in zip(
+            frame.index, frame["bin_edges"], frame["bin_shares"], strict=True
+        ):
+            if len(shares):  # a stats file without bins for this feature has empty lists
+                bins[(scope, feature)] = (np.asarray(edges, dtype=np.float64), np.asarray(shares))
     return Stats(
         features=order,
         mean=column("mean"),
@@ -273,6 +317,7 @@ def read_stats(path: Path) -> Stats:
         scale=column("scale", "std"),
         clip=clip,
         methods=methods,
+        bins=bins,
     )
 
 

@@ -177,7 +177,15 @@ def test_zero_std_becomes_one_and_is_recorded(tmp_path):
         "center",
         "scale",
         "clip",
+        "bin_edges",
+        "bin_shares",
     ]
+    # The train distribution on train-fitted bins (drift monitoring): shares of the train rows.
+    assert plain["bin_edges"][0].tolist() == pytest.approx(
+        np.quantile(np.arange(10.0), np.arange(1, 10) / 10)
+    )
+    assert plain["bin_shares"][0].tolist() == pytest.approx([0.1] * 10)
+    assert plain["bin_edges"][1].tolist() == [0.0] and plain["bin_shares"][1].tolist() == [0.0, 1.0]
     # What is applied: center/scale equal mean/std for the default method, and nothing is clipped.
     assert plain["center"].tolist() == plain["mean"].tolist() and plain["scale"].tolist() == [
         pytest.approx(np.arange(10.0).std()),
