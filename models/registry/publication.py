@@ -165,6 +165,8 @@ def publish_run(
         "curves.png": curves,
         "confusion.png": confusion,
     }
+    if evaluation.get("baselines_file"):  # walk-forward: the published fold's fitted baselines
+        files["baselines.json"] = Path(evaluation["baselines_file"])
     name = config.model.name
     bundle = release(
         registry,

@@ -50,11 +50,13 @@ REGIME_QUANTILES = np.round(np.arange(0.1, 0.95, 0.1), 2)
 
 @dataclass(frozen=True)
 class BaselineFit:
-    """A baseline's probabilities for the test windows ([windows, 3]; one-hot for a rule) and what
-    was fitted (thresholds, classes, regularization), for the report."""
+    """A baseline's probabilities for the test windows ([windows, 3]; one-hot for a rule), what was
+    fitted in words (thresholds, classes, regularization) for the report, and `params`: everything
+    needed to apply it again to new windows without refitting (see `apply_baselines`)."""
 
     probs: np.ndarray
     fitted: dict
+    params: dict
 
 
 def class_weights(train_labels: np.ndarray, balanced: bool) -> np.ndarray:
@@ -134,10 +136,119 @@ def linear_model(
     return best[2], {"C": best[1], "validation_balanced_accuracy": round(best[0], 6), "converged": best[3]}
 
 
+def fit_baseline_params(
+    arrays: Arrays, matrix: np.ndarray, window: int, balanced_weights: bool
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Fit every baseline on this split's train windows (the linear model's C on validation).
+
+    Returns:
+        (params, fitted): `params` per baseline, JSON-able and exact (what `apply_baselines` needs:
+        classes, the prior, volatility cuts, the linear model's coefficients); `fitted` per baseline,
+        the same in words and rounded, for reports.
+    """
+    train, validation = arrays.ends["train"], arrays.ends["validation"]
+    y_train = arrays.labels[train].astype(np.int64)
+    prior = np.bincount(y_train, minlength=K) / max(len(y_train), 1)
+    majority = int(prior.argmax())
+    weights = class_weights(y_train, balanced_weights)
+    test_known = arrays.known_label[arrays.ends["test"]]
+    if arrays.volatility is None:
+        raise ValueError("the dataset has no trailing volatility: rebuild it to fit the volatility rule")
+    cuts, classes = volatility_regime_rule(arrays.volatility[train], y_train, weights)
+
+    def flat(ends: np.ndarray) -> np.ndarray:
+        return gather(matrix, ends, window).reshape(len(ends), -1)
+
+    model, linear_fitted = linear_model(
+        flat(train), y_train, flat(validation), arrays.labels[validation].astype(np.int64), weights
+    )
+    params = {
+        "majority": {"class": CLASS_NAMES[majority]},
+        "persistence": {"fallback": CLASS_NAMES[majority]},
+        "class_prior": {"prior": [float(p) for p in prior]},
+        "volatility_regime": {
+            "cuts": [float(c) for c in cuts],
+            "classes": [CLASS_NAMES[c] for c in classes],
+        },
+        "linear": {
+            "C": float(linear_fitted["C"]),
+            "classes": [CLASS_NAMES[int(c)] for c in model.classes_],
+            "coef": model.coef_.astype(np.float64).tolist(),
+            "intercept": model.intercept_.astype(np.float64).tolist(),
+        },
+    }
+    fitted = {
+        "majority": {"class": CLASS_NAMES[majority]},
+        "persistence": {
+            "fallback": CLASS_NAMES[majority],
+            "unknown_share": round(float((test_known < 0).mean()), 6) if len(test_known) else 0.0,
+        },
+        "class_prior": {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},
+        "volatility_regime": {
+            "cuts": [round(c, 8) for c in cuts],
+            "classes": [CLASS_NAMES[c] for c in classes],
+        },
+        "linear": linear_fitted,
+    }
+    return params, fitted
+
+
+def apply_baselines(
+    params: dict[str, dict],
+    matrix: np.ndarray,
+    ends: np.ndarray,
+    window: int,
+    known_label: np.ndarray,
+    volatility: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Each baseline's probabilities [len(ends), 3] for the windows ending at `ends`, from `params`
+    (`fit_baseline_params`, or a bundle's baselines.json); nothing is refitted.
+
+    Args:
+        params: Per baseline, what was fitted on train.
+        matrix: The feature matrix normalized with the stats the baselines were fitted with.
+        ends: Row of each window's last session.
+        window: Window length.
+        known_label: Per row, the label of the window whose horizon ended there (-1 when none):
+            what persistence repeats.
+        volatility: Per row, the trailing volatility known there (the volatility rule's input).
+    """
+    index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    n = len(ends)
+    out = {}
+    if "majority" in params:
+        out["majority"] = _onehot(np.full(n, index[params["majority"]["class"]]))
+    if "persistence" in params:
+        known = known_label[ends].astype(np.int64)
+        out["persistence"] = _onehot(np.where(known >= 0, known, index[params["persistence"]["fallback"]]))
+    if "class_prior" in params:
+        prior = np.asarray(params["class_prior"]["prior"], dtype=np.float32)
+        out["class_prior"] = np.tile(prior, (n, 1))
+    if "volatility_regime" in params:
+        rule = params["volatility_regime"]
+        regime = np.searchsorted(np.asarray(rule["cuts"], dtype=np.float64), volatility[ends], side="right")
+        out["volatility_regime"] = _onehot(np.asarray([index[c] for c in rule["classes"]])[regime])
+    if "linear" in params:
+        linear = params["linear"]
+        # The same decision as scikit-learn's LogisticRegression.predict: argmax of x @ coef.T + b.
+        x = gather(matrix, ends, window).reshape(n, -1).astype(np.float64)
+        scores = x @ np.asarray(linear["coef"], dtype=np.float64).T + np.asarray(linear["intercept"])
+        classes = np.asarray([index[c] for c in linear["classes"]])
+        if scores.shape[1] == 1:  # two classes: one score, positive for the second
+            chosen = (scores[:, 0] > 0).astype(np.int64)
+        else:
+            chosen = scores.argmax(axis=1)
+        out["linear"] = _onehot(classes[chosen])
+    return out
+
+
 def fit_baselines(
     arrays: Arrays, matrix: np.ndarray, window: int, balanced_weights: bool
 ) -> dict[str, BaselineFit]:
     """Every baseline fitted on this split's train windows and applied to its test windows.
+
+    The test predictions come from `apply_baselines` on the fitted `params`, so what a bundle stores
+    (baselines.json) reproduces them exactly.
 
     Args:
         arrays: The split's arrays (labels, window ends, known labels, trailing volatility).
@@ -146,41 +257,11 @@ def fit_baselines(
         balanced_weights: Whether the LSTM trains with balanced class weights (then so do the
             volatility rule and the linear model).
     """
-    train, validation, test = (arrays.ends[s] for s in ("train", "validation", "test"))
-    y_train = arrays.labels[train].astype(np.int64)
-    prior = np.bincount(y_train, minlength=K) / max(len(y_train), 1)
-    majority = int(prior.argmax())
-    known = arrays.known_label[test]
-    weights = class_weights(y_train, balanced_weights)
-    out = {
-        "majority": BaselineFit(_onehot(np.full(len(test), majority)), {"class": CLASS_NAMES[majority]}),
-        "persistence": BaselineFit(
-            _onehot(np.where(known >= 0, known, majority)),
-            {"fallback": CLASS_NAMES[majority], "unknown_share": round(float((known < 0).mean()), 6)},
-        ),
-        # Each window's prediction drawn from the train class prior: scored by its expected value.
-        "class_prior": BaselineFit(
-            np.tile(prior.astype(np.float32), (len(test), 1)),
-            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},
-        ),
-    }
-    if arrays.volatility is None:
-        raise ValueError("the dataset has no trailing volatility: rebuild it to fit the volatility rule")
-    cuts, classes = volatility_regime_rule(arrays.volatility[train], y_train, weights)
-    regime = np.searchsorted(cuts, arrays.volatility[test], side="right")
-    out["volatility_regime"] = BaselineFit(
-        _onehot(np.asarray(classes)[regime]),
-        {"cuts": [round(c, 8) for c in cuts], "classes": [CLASS_NAMES[c] for c in classes]},
+    params, fitted = fit_baseline_params(arrays, matrix, window, balanced_weights)
+    probs = apply_baselines(
+        params, matrix, arrays.ends["test"], window, arrays.known_label, arrays.volatility
     )
-
-    def flat(ends: np.ndarray) -> np.ndarray:
-        return gather(matrix, ends, window).reshape(len(ends), -1)
-
-    model, fitted = linear_model(
-        flat(train), y_train, flat(validation), arrays.labels[validation].astype(np.int64), weights
-    )
-    out["linear"] = BaselineFit(_onehot(model.predict(flat(test))), fitted)
-    return out
+    return {name: BaselineFit(probs[name], fitted[name], params[name]) for name in BASELINES}
 
 
 def expected_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

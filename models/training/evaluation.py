@@ -385,10 +385,13 @@ def evaluate_walk_forward(
         for d in r["training"]["diagnoses"]
         if d.get("fatal", True)
     ]
+    published = max(fold_records, key=lambda r: r["fold"])
     inputs = {
         "scheme": "walk_forward",
         "pooled": str(out_dir / POOLED_FILE),
         "dataset": last.path,
+        # The published (most recent) fold's fitted baselines: the bundle's baselines.json.
+        "baselines_file": published.get("baselines_file"),
         "fatal": fatal,
         "evidence": evidence,
         "diagnoses": [{**d, "fold": r["fold"]} for r in fold_records for d in r["training"]["diagnoses"]],
@@ -435,6 +438,7 @@ def _judge_walk_forward(
         "walk_forward": evidence,
         "fold_runs": inputs["fold_runs"],
         "diagnoses": inputs["diagnoses"],
+        "baselines_file": inputs.get("baselines_file"),
         "inputs": inputs,
     }
 

@@ -7,6 +7,7 @@ small JSON-able record of paths and metrics, so folds can run in any order, in a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from models.training.evaluation import predict_windows
 from models.training.metrics import K, classification_metrics
 
 PREDICTIONS_FILE = "predictions.npz"
+BASELINES_FILE = "baselines.json"  # the fitted baselines, exact: published with the fold's model
 
 
 def run_fold(
@@ -62,6 +64,13 @@ def run_fold(
     fits = fit_baselines(arrays, matrix, dataset.window, config.training.class_weights)
     train_labels = arrays.labels[arrays.ends["train"]]
     direction = UP if (train_labels == UP).sum() >= (train_labels == DOWN).sum() else DOWN
+    baselines_path = write_baselines(
+        out_dir / BASELINES_FILE,
+        {name: fit.params for name, fit in fits.items()},
+        dataset,
+        config,
+        CLASS_NAMES[direction],
+    )
     path = out_dir / PREDICTIONS_FILE
     np.savez(
         path,
@@ -81,9 +90,44 @@ def run_fold(
         "audit": dataset.audit,
         "training": result.as_dict(),
         "predictions": str(path),
+        "baselines_file": str(baselines_path),
         "train_direction": CLASS_NAMES[direction],
         "metrics": classification_metrics(labels, probs.argmax(axis=1), probs),
         "baselines": {
             name: {**expected_metrics(labels, fit.probs), "fitted": fit.fitted} for name, fit in fits.items()
         },
     }
+
+
+def write_baselines(
+    path: Path, params: dict[str, dict], dataset: DatasetInfo, config: PipelineConfig, direction: str
+) -> Path:
+    """baselines.json: every baseline exactly as fitted on this fold's train windows, so the live
+    scorecard scores the same baselines the gate used on new sessions without refitting them.
+
+    The linear model's input is the window normalized with this fold's stats.parquet, flattened
+    session by session (oldest first), features in the manifest's order.
+    """
+    payload = {
+        "schema_version": 1,
+        "fold": dataset.fold,
+        "splits": dataset.splits,
+        "classes": list(CLASS_NAMES),
+        "window": dataset.window,
+        "horizon": dataset.horizon,
+        "features": list(dataset.features),
+        "volatility_window": config.labels.volatility_window,
+        "direction_baseline": direction,
+        "baselines": params,
+        "inputs": {
+            "persistence": "the label of the window that ended `horizon` sessions before (its horizon "
+            "ends on the window's last session), within one gap-free run; else `fallback`",
+            "volatility_regime": "trailing std (ddof=1) of the last `volatility_window` daily log "
+            "returns of adj_close; regime = number of cuts below or equal to it",
+            "linear": "argmax of x @ coef.T + intercept, x = the normalized window flattened session "
+            "by session (oldest first), features in manifest order",
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return path

@@ -305,7 +305,7 @@ def test_doctor_lists_problems_then_fixes_what_it_can(registry, tmp_path):
     assert done.stdout.splitlines() == [
         "updown/.aliases.json.0123.tmp: leftover: left by a writer that died (or one running now)",
         "updown/.tmp-4-deadbeef: leftover: left by a writer that died (or one running now)",
-        "updown/notes.txt: unexpected: not a version, aliases.json or the lock; left alone",
+        "updown/notes.txt: unexpected: not a version, aliases.json, the lock or a scorecard file; left alone",
         "updown/3: unverifiable: model.keras does not match its manifest checksum (expected sha256 "
         + f"{sha256_file(tmp_path / 'src' / 'c' / 'model.keras')[:12]}…, 200000 bytes; found "
         + f"{__import__('hashlib').sha256(b'flipped').hexdigest()[:12]}…, 7 bytes); refusing to load",
