@@ -34,6 +34,9 @@ LOCK = ".lock"
 DELIVERIES = "deliveries"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+# Files a model's folder holds beside its versions, aliases.json and the lock: the live scorecard
+# (models.monitoring.scorecard) and its plot. Written atomically under the model's lock.
+MODEL_FILES = ("scorecard.parquet", "scorecard.png")
 # Every bundle must list these; the predictor cannot work without them.
 REQUIRED_FILES = ("model.keras", "stats.parquet")
 MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -169,6 +172,13 @@ def json_type(value: object) -> str:
     if isinstance(value, int | float):
         return "number"
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def check_model_file(name: object) -> str:
+    """Return `name` if it is one of MODEL_FILES, else raise RegistryError."""
+    if name not in MODEL_FILES:
+        raise RegistryError(f"{name!r} is not a model file; a model's folder holds {', '.join(MODEL_FILES)}")
+    return str(name)
 
 
 def check_manifest(manifest: dict, bundle: BundleRef) -> dict:

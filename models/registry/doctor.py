@@ -9,7 +9,8 @@ Per model it checks:
   downloaded and checked, not a cached copy;
 - the model's folder: leftovers of killed writers (`leftover`: `.tmp-*`, `.trash-*`, temporary
   files, object-store versions without a manifest) and anything else that is not a version, the
-  delivery records (`deliveries/`) or aliases.json (`unexpected`).
+  delivery records (`deliveries/`), `aliases.json`, the lock or the live scorecard
+  (`scorecard.parquet`, `scorecard.png`: `unexpected`).
 
 `--fix` takes the model's publish lock (so no publisher is mid-write), then removes leftovers,
 rewrites `aliases.json` from its valid entries, points a dangling or lost `champion` and `latest`
@@ -89,7 +90,12 @@ def _diagnose(registry: Registry, model: str, fix: bool) -> tuple[int, list[Find
         for name in leftovers
     ]
     findings += [
-        Finding(f"{model}/{name}", "unexpected", "not a version, aliases.json or the lock; left alone", False)
+        Finding(
+            f"{model}/{name}",
+            "unexpected",
+            "not a version, aliases.json, the lock or a scorecard file; left alone",
+            False,
+        )
         for name in strays
     ]
     versions = registry.versions(model)

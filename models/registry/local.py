@@ -5,6 +5,7 @@ Layout under the registry root (a folder, or any fsspec URL such as s3://bucket/
     <model>/<version>/      model.keras, stats.parquet, report.md, curves.png, confusion.png,
                             manifest.json (sha256 and size of every other file; written last)
     <model>/aliases.json    {"latest": 8, "champion": 7}
+    <model>/scorecard.parquet, scorecard.png   the champion's live scorecard (models.monitoring)
 
 Publishing is two steps so a caller can check a version before it goes live: `add_version` writes
 the bundle into `<model>/.tmp-*` and renames it into place (a listed version is always complete),
@@ -37,6 +38,7 @@ from models.registry.bundle import (
     DELIVERIES,
     LOCK,
     MANIFEST,
+    MODEL_FILES,
     MODEL_PATTERN,
     REF_PATTERN,
     REQUIRED_FILES,
@@ -49,6 +51,7 @@ from models.registry.bundle import (
     Verification,
     check_file_name,
     check_manifest,
+    check_model_file,
     check_model_name,
     check_version,
     fsync_dir,
@@ -139,6 +142,45 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def locked(self, model: str) -> Iterator[None]:
+        """Hold the model's publish lock (a read-modify-write of a model file holds it throughout)."""
+        with self._locked(check_model_name(model)):
+            yield
+
+    def read_model_file(self, model: str, name: str) -> bytes | None:
+        """The bytes of a model file (MODEL_FILES: the scorecard), or None when there is none."""
+        try:
+            return (self.model_dir(model) / check_model_file(name)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_model_file(self, model: str, name: str, data: bytes) -> str:
+        """Replace a model file atomically (a synced temporary file, then a rename); returns its URL.
+
+        Readers see the old file or the new one. Call it under `locked(model)` when the new content
+        was derived from the old (an append), so two writers never lose each other's rows.
+        """
+        folder = self.model_dir(model)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / check_model_file(name)
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(folder)
+        return target.resolve().as_uri()
+
+    def model_file_url(self, model: str, name: str) -> str:
+        """Where a model file lives (a file:// URL here, the object's URL in an object store)."""
+        return (self.model_dir(model) / check_model_file(name)).resolve().as_uri()
 
     def models(self) -> list[str]:
         if not self.root.exists():
@@ -548,6 +590,9 @@ class Registry:
                     strays.append(name)
             elif name == DELIVERIES and path.is_dir() and not path.is_symlink():
                 continue
+            elif name in MODEL_FILES:
+                if path.is_symlink() or not path.is_file():  # a scorecard is a regular file
+                    strays.append(name)
             elif name not in (ALIASES, LOCK):
                 strays.append(name)
         return leftovers, strays

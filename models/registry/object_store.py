@@ -18,6 +18,7 @@ from models.registry.bundle import (
     DELIVERIES,
     LOCK,
     MANIFEST,
+    MODEL_FILES,
     MODEL_PATTERN,
     SCHEMA_VERSION,
     TMP_PREFIX,
@@ -28,6 +29,7 @@ from models.registry.bundle import (
     Verification,
     check_file_name,
     check_manifest,
+    check_model_file,
     check_model_name,
     check_version,
     parse_json_object,
@@ -124,6 +126,20 @@ class ObjectStoreRegistry(Registry, remote=True):
             return self.fs.cat_file(self._mkey(model, ALIASES))
         except FileNotFoundError:
             return None
+
+    def read_model_file(self, model: str, name: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._mkey(model, check_model_file(name)))
+        except FileNotFoundError:
+            return None
+
+    def write_model_file(self, model: str, name: str, data: bytes) -> str:
+        """Replace a model file with one PUT: readers see the old object or the new one (as aliases.json)."""
+        self.fs.pipe_file(self._mkey(model, check_model_file(name)), data)
+        return self.model_file_url(model, name)
+
+    def model_file_url(self, model: str, name: str) -> str:
+        return f"{self.url}/{check_model_name(model)}/{check_model_file(name)}"
 
     def _bundle_ref(self, model: str, version: int) -> BundleRef | None:
         if not self._exists(self._mkey(model, check_version(version), MANIFEST)):
@@ -338,9 +354,8 @@ class ObjectStoreRegistry(Registry, remote=True):
         for name, is_dir in sorted(self._children(self._mkey(model))):
             if self._is_leftover_remote(model, name, is_dir):
                 leftovers.append(name)
-            elif not (is_dir and (VERSION_PATTERN.fullmatch(name) or name == DELIVERIES)) and name not in (
-                ALIASES,
-                LOCK,
+            elif not (is_dir and (VERSION_PATTERN.fullmatch(name) or name == DELIVERIES)) and (
+                is_dir or name not in (ALIASES, LOCK, *MODEL_FILES)
             ):
                 strays.append(name)
         return leftovers, strays
