@@ -1,8 +1,8 @@
-"""`python -m models`: the registry's command line (see models/registry/cli.py)."""
+"""`python -m models`: the command line (see models/cli.py)."""
 
 import sys
 
-from models.registry.cli import main
+from models.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

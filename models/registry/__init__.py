@@ -1,5 +1,6 @@
 """Published models: bundles, the local and object-store registries, the predictor, the smoke test,
-the report, publication and the `python -m models` CLI. May import every other part of `models`.
+the report and publication (the `python -m models` command line is models/cli.py, one layer up).
+May import every other part of `models` below it.
 
     from models.registry import Registry
     predictor = Registry(".pipeline/registry").load_predictor("updown@champion")

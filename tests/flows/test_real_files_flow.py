@@ -137,7 +137,7 @@ def test_the_retrain_flow_counts_in_sessions_and_says_what_it_dropped(trained):
 
 
 def test_predict_reads_the_files_that_trained_the_model(trained, tmp_path):
-    from models.registry.cli import main as models_cli
+    from models.cli import main as models_cli
 
     folder = trained["folder"]
     out = tmp_path / "preds.csv"

@@ -423,7 +423,7 @@ def test_predict_reads_the_files_yfinance_writes_like_the_store(run, yahoo_of_th
 
 
 def test_predict_refuses_what_ingest_refuses_naming_file_and_line(run, tmp_path, capsys):
-    from models.registry.cli import main as models_cli
+    from models.cli import main as models_cli
 
     frame = run["prices"]["AAA"].copy()
     frame.loc[50, "close"] = frame.loc[50, "high"] * 2

@@ -1,7 +1,8 @@
 """The architecture, checked: imports go down the data path, never up, never in a circle.
 
 Layers, lowest first: the shared base of `models` (config, diagnosis, errors, runs), then `models.prices`,
-`models.dataset`, `models.training`, `models.registry`; `models/__main__.py` on top of those; `tasks`
+`models.dataset`, `models.training`, `models.registry`, `models.monitoring`; the command line
+(`models/cli.py`, `models/__main__.py`) on top of those; `tasks`
 over `models`; `flows` over `tasks`. A module may import its own layer and the layers below. `models`
 never imports prefect, `tasks` or `flows`.
 
@@ -26,7 +27,8 @@ LAYERS = (
     ("models.dataset",),
     ("models.training",),
     ("models.registry",),
-    ("models.__main__",),
+    ("models.monitoring",),
+    ("models.cli", "models.__main__"),
     ("tasks",),
     ("flows",),
 )
@@ -149,7 +151,10 @@ def test_the_checker_sees_what_it_must():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     assert layer("models.training.gate") > layer("models.dataset.audit") > layer("models.prices.store")
-    assert layer("flows.cli") > layer("tasks.train") > layer("models.registry.cli")
+    assert (
+        layer("flows.cli") > layer("tasks.train") > layer("models.cli") > layer("models.monitoring.scorecard")
+    )
+    assert layer("models.monitoring.scorecard") > layer("models.registry.local")
     # Lazy imports inside functions count; `__main__` guards and TYPE_CHECKING blocks do not.
     assert "models.registry.predictor" in GRAPH["models.registry.local"]
     assert "flows.retrain" in GRAPH["flows.cli"] and "flows.cli" not in GRAPH["flows.retrain"]
