@@ -435,6 +435,53 @@ class RegistryConfig(_Frozen):
     )
 
 
+class MonitoringConfig(_Frozen):
+    """What the nightly run checks about the champion after ingest (models.monitoring).
+
+    The live scorecard judges the champion on the matured sessions of the last `window_sessions`
+    with the gate's baselines, bootstrap and confidence (`gate`); drift compares the last
+    `drift_sessions` sessions' features with the train distribution stored in the bundle's stats.
+    None of it changes what is trained.
+    """
+
+    window_sessions: int = Field(
+        default=60,
+        ge=5,
+        description="Rolling window of the live scorecard: the last N sessions whose labels matured.",
+    )
+    min_sessions: int = Field(
+        default=20,
+        ge=2,
+        description="Fewest matured sessions in the window before the champion is judged (and never "
+        "fewer than two bootstrap blocks).",
+    )
+    backfill: bool = Field(
+        default=True,
+        description="Each night also score the champion on matured sessions after its training end "
+        "that no nightly prediction covers (a champion rolled back, nights the pipeline did not run).",
+    )
+    drift_sessions: int = Field(
+        default=250,
+        ge=5,
+        description="Drift: the latest N sessions compared with the train distribution. Persistent "
+        "features (20-session volatility and momentum) follow market regimes that last months, so a "
+        "short window measures the current regime: on the sample market a 60-session window flags "
+        "drift on most nights, a 250-session one on about one in eight.",
+    )
+    drift_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description="Drift: a feature whose population stability index on the train-fitted bins exceeds "
+        "this has drifted (0.1-0.25 is commonly read as a moderate shift, above 0.25 as a large one).",
+    )
+    drift_mean_shift: float = Field(
+        default=0.5,
+        gt=0,
+        description="Drift: a feature whose recent mean lies more than this many train standard "
+        "deviations from its train mean has drifted.",
+    )
+
+
 class PipelineConfig(_Frozen):
     """Everything that defines one retrain run, except where the data lives."""
 
@@ -448,6 +495,7 @@ class PipelineConfig(_Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

@@ -15,7 +15,8 @@ from models.config import PipelineConfig, SourceConfig
 from models.prices import calendar, sources, store
 from models.prices.store import PriceColumns
 
-PUBLISHING_ONLY = ("registry",)  # PipelineConfig sections that never change what is trained
+# PipelineConfig sections that never change what is trained: publishing and the nightly monitoring.
+PUBLISHING_ONLY = ("registry", "monitoring")
 
 
 def no_session_reason(source: SourceConfig, home: Path, now: pd.Timestamp) -> str | None:

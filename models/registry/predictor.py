@@ -81,7 +81,9 @@ class Predictor:
             max_volume=source.get("max_volume"),
         )
 
-    def predict(self, prices: pd.DataFrame, max_abs_z: float | None = None) -> pd.DataFrame:
+    def predict(
+        self, prices: pd.DataFrame, max_abs_z: float | None = None, since: object | None = None
+    ) -> pd.DataFrame:
         """Class probabilities for every day that ends a complete window, per ticker.
 
         Args:
@@ -90,6 +92,8 @@ class Predictor:
                 column for several tickers. Rows are sorted by date; the ingest's validation applies.
             max_abs_z: Flag a window when any normalized input in it lies beyond ±this (before any
                 clipping); default: the bundle's `registry.out_of_range_z` (10).
+            since: Only windows ending on or after this date (the features still use every row
+                before it): what a nightly run needs, without predicting the whole history.
 
         Returns:
             Columns ticker, date, p_<class> for each class in order, `label`, `max_abs_z` (the
@@ -103,6 +107,7 @@ class Predictor:
         bound = self.out_of_range_z if max_abs_z is None else float(max_abs_z)
         frame = reader.price_frame(prices, self.exchange)
         rules = self.validation_rules()
+        first = None if since is None else np.datetime64(pd.Timestamp(since), "ns")
         out = []
         for ticker, one in frame.groupby("ticker", sort=True):
             one = one.sort_values("date", kind="stable").reset_index(drop=True)
@@ -115,6 +120,10 @@ class Predictor:
                     + (f" in {feats['segment'].nunique()} gap-free runs" if len(feats) else "")
                     + f", need at least the window of {self.window} consecutive sessions"
                 )
+            if first is not None:
+                ends = ends[feats["date"].to_numpy(dtype="datetime64[ns]")[ends] >= first]
+                if len(ends) == 0:
+                    continue
             raw = feats[list(self.stats.features)].to_numpy(np.float64)
             scope = ticker if not self.stats.pooled else None
             z = np.abs(self.stats.zscores(raw, scope))
@@ -131,6 +140,9 @@ class Predictor:
             result["max_abs_z"] = window_max.max(axis=1)
             result["out_of_range"] = result["max_abs_z"] > bound
             out.append(result)
+        if not out:  # every window ended before `since`
+            columns = ["ticker", "date", *(f"p_{c}" for c in self.classes), "label", "max_abs_z"]
+            return pd.DataFrame({c: [] for c in columns}).assign(out_of_range=pd.Series(dtype=bool))
         return pd.concat(out, ignore_index=True)
 
 
