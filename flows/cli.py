@@ -288,6 +288,23 @@ def print_summary(summary: dict) -> None:
         print(f"{topic + ':':<13}{text}")
 
 
+def print_monitoring(monitored: dict | None, decision: str | None = None) -> None:
+    """The night's monitoring in four lines: predictions, scorecard, the champion's verdict, drift."""
+    if not monitored:
+        return
+    from models.monitoring import report
+
+    print()
+    print(f"{'predictions:':<13}{report.predictions_line(monitored['predictions'])}")
+    print(f"{'scorecard:':<13}{report.scorecard_line(monitored['scorecard'])}")
+    print(f"{'champion:':<13}{report.summary_line(monitored['summary'])}")
+    for reason in monitored["summary"].get("reasons") or []:
+        print(f"  - {reason}")
+    print(f"{'drift:':<13}{report.drift_line(monitored['drift'])}")
+    if decision:
+        print(f"{'retrain:':<13}{decision}")
+
+
 def print_quarantined(quarantined: dict[str, str]) -> None:
     for why in quarantined.values():  # each reason names its ticker
         print(f"{'dropped:':<13}{why}")
@@ -410,6 +427,7 @@ def _retrain(args: argparse.Namespace) -> int:
     if state.is_completed():
         summary = state.result()
         print_ingest(summary.get("ingest"))
+        print_monitoring(summary.get("monitoring"), summary.get("decision"))
         if summary["verdict"] == "skipped":
             print(f"\nnothing to do: {summary['reason']}.\n{FORCE_HINT}.")
             print_quarantined(summary.get("quarantined") or {})
@@ -419,6 +437,7 @@ def _retrain(args: argparse.Namespace) -> int:
     error = failure_of(state)
     if isinstance(error, ModelRejected):
         print_ingest(error.summary.get("ingest"))
+        print_monitoring(error.summary.get("monitoring"), error.summary.get("decision"))
         print_summary(error.summary)
         print(
             f"\n{error.summary['model']}/{error.summary['version']} was rejected: no alias moved, "
@@ -485,3 +504,71 @@ def _ingest(args: argparse.Namespace) -> int:
     if isinstance(error, IngestFailed):
         print(json.dumps(error.records, indent=2) if args.json else ingest_table(error.records))
     raise error
+
+
+SCORECARD_HELP = """The `scorecard` flow: backfill the champion's live scorecard from the stored prices.
+
+Scores the champion on every session after its training end whose label has matured (and the nightly
+predictions files), then summarizes its rolling window against the gate's baselines. Reads the price
+store as it is (the nightly or `python -m flows.ingest` keeps it current).
+
+Examples:
+    python -m flows.scorecard                          # updown's champion, its own source and universe
+    python -m flows.scorecard --model updown --window 120 --home /data/pipeline
+
+Exit status: 0 done (degraded or not: the summary says which), 1 the run failed, 2 bad usage.
+"""
+
+
+def build_scorecard_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.scorecard",
+        description=SCORECARD_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", default="updown", help="model name (default updown)")
+    parser.add_argument(
+        "--window", type=int, help="sessions in the rolling window (default: the champion's, 60)"
+    )
+    parser.add_argument(
+        "--date", type=dt.date.fromisoformat, help="score up to this night (default: the last stored session)"
+    )
+    parser.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
+    parser.add_argument("-v", "--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def scorecard_main(argv: list[str] | None = None) -> int:
+    """`python -m flows.scorecard`: backfill and summarize the champion's scorecard once."""
+    args = build_scorecard_parser().parse_args(argv)
+    from models.config import MonitoringConfig
+
+    return run_command(args, lambda: _scorecard(args), {"window_sessions": "--window"}, MonitoringConfig)
+
+
+def _scorecard(args: argparse.Namespace) -> int:
+    from flows.common import resolve_home
+    from models.config import MonitoringConfig
+    from models.errors import UsageError
+    from models.registry import RegistryError
+    from models.registry.bundle import check_model_name
+
+    try:
+        check_model_name(args.model)
+    except RegistryError as err:
+        raise UsageError(f"--model: {err}") from None
+    if args.window is not None:
+        MonitoringConfig(window_sessions=args.window)  # refused here, before Prefect starts
+    home = resolve_home(args.home)
+    start_prefect(args)
+    from flows.scorecard import scorecard
+    from models.monitoring import report
+
+    state = scorecard(args.model, home, window_sessions=args.window, night=args.date, return_state=True)
+    if not state.is_completed():
+        raise failure_of(state)
+    result = state.result()
+    print(report.scorecard_line(result["scorecard"]))
+    print()
+    print(report.scorecard_markdown(result["summary"]), end="")
+    return EXIT_OK

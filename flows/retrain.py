@@ -1,4 +1,5 @@
-"""The nightly `retrain` flow: ingest -> dataset -> guarded training -> evaluation -> publish.
+"""The nightly `retrain` flow: ingest -> monitor (predictions, scorecard, drift) -> retrain when the
+data changed, the champion degraded, or forced: dataset -> guarded training -> evaluation -> publish.
 
 Deployed by prefect.yaml (nightly, manual); `python -m flows.retrain --help` runs it once from a shell.
 """
@@ -19,10 +20,12 @@ from typing import Literal
 
 from prefect import flow
 from prefect.futures import wait
+from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.common import clean_run_scratch, resolve_home, resolve_registry, with_task_runner
 from flows.ingest import ingest
+from flows.monitor import monitor
 from models import runs
 from models.config import PipelineConfig
 from models.dataset.arrays import DatasetInfo
@@ -36,6 +39,7 @@ from tasks.freshness import (
     report_skip,
     unchanged_champion,
 )
+from tasks.monitoring import predict_night, report_night
 from tasks.publish import publish, publish_lock, redeliver, require_publish_lock
 from tasks.train import evaluate, evaluate_folds, train_fold, train_model
 
@@ -87,6 +91,11 @@ def retrain(
     `force` also reads every ticker's source again instead of replaying the ingest cache.
     `now` pins the clock for the session check and the data's age; `task_runner="dask"` fans the
     per-ticker ingest and the walk-forward folds out on Dask.
+
+    After ingest, and whether or not anything is trained, the `monitor` subflow predicts the night
+    with the champion in place (a night that began without one is predicted by the version this run
+    promotes), scores the predictions whose label matured, summarizes the champion's rolling window
+    and checks drift. A degraded champion is retrained even when the data and config are unchanged.
     """
     home = resolve_home(home)
     run_dir = str(runs.run_dir(home, flow_run.get_id()))
@@ -101,12 +110,25 @@ def retrain(
     ingested = with_task_runner(ingest, task_runner, dask_address)(config.source, home, force=force)
     tickers, end = ingested["tickers"], dt.date.fromisoformat(ingested["end"])
     quarantined = ingested["quarantined"]
+    monitored = monitor(config, home, registry_root, tickers, end, quarantined)
+    summary_of = monitored["summary"]
     if config.gate.require_full_universe:
         check_full_universe(config, quarantined)
     # Before the dataset build and before TensorFlow is imported: a no-op nightly must stay cheap.
     fingerprint = fingerprint_dataset(config, home, tickers, end)
     unchanged = None if force else unchanged_champion(config, fingerprint, registry_root)
-    if unchanged is not None:
+    degraded = bool(summary_of.get("degraded"))
+    decision = retrain_decision(config, force, unchanged, summary_of)
+    report_night(
+        config,
+        end,
+        monitored["predictions"],
+        monitored["scorecard"],
+        summary_of,
+        monitored["drift"],
+        decision,
+    )
+    if unchanged is not None and not degraded:
         reason = f"no new data since version {unchanged} of {config.model.name} (same data, same config)"
         return {
             "verdict": "skipped",
@@ -116,7 +138,11 @@ def retrain(
             "fingerprint": fingerprint,
             "quarantined": quarantined,
             "ingest": ingested["records"],
+            "monitoring": monitored,
+            "decision": decision,
         }
+    if unchanged is not None:
+        get_run_logger().warning("retraining: %s", decision)
     rejected = None if force else rejected_before(config, fingerprint, registry_root)
     if rejected is not None:
         version, reasons = rejected
@@ -139,7 +165,32 @@ def retrain(
         else:
             evaluation = evaluate_folds(records, folds, config, registry_root, run_dir)
         summary = publish(config, info, trained, evaluation, registry_root, run_dir, home=home)
-    summary = {**summary, "ingest": ingested["records"]}  # each ticker's ingest, for the CLI's table
+    if summary["verdict"] == "promoted" and monitored["predictions"]["status"] == "no_champion":
+        # The night began without a champion: its predictions come from the version just promoted.
+        monitored = {
+            **monitored,
+            "predictions": predict_night(config, home, registry_root, tickers, end, quarantined),
+        }
+    # Each ticker's ingest and the night's monitoring, for the CLI's output.
+    summary = {**summary, "ingest": ingested["records"], "monitoring": monitored, "decision": decision}
     if summary["verdict"] != "promoted":
         raise ModelRejected(summary)
     return summary
+
+
+def retrain_decision(config: PipelineConfig, force: bool, unchanged: int | None, summary: dict) -> str:
+    """Why this run trains, or why it does not, in one sentence (the report and the CLI say it)."""
+    name = config.model.name
+    if force:
+        return "forced (--force): trains whatever the data"
+    if summary.get("status") == "no_champion":
+        return f"{name} has no champion yet: trains"
+    if unchanged is None:
+        return "new data or config since the champion: trains"
+    if summary.get("degraded"):
+        reasons = "; ".join(summary.get("reasons") or [])
+        return (
+            f"the data and config are unchanged since version {unchanged} of {name}, but "
+            f"{name}/{summary['version']} is DEGRADED ({reasons}): trains anyway"
+        )
+    return f"skipped: no new data since version {unchanged} of {name} (same data, same config)"

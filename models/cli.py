@@ -1,4 +1,5 @@
-"""Use the model registry from the shell: list versions, show a manifest, predict, move aliases.
+"""Use the model registry from the shell: list versions, show a manifest, predict, move aliases, and
+read the nightly predictions and the live scorecard.
 
 Examples:
     python -m models list                                   # every model, its versions and aliases
@@ -12,8 +13,12 @@ Examples:
     python -m models doctor                                 # list registry problems
     python -m models doctor updown --fix                    # repair aliases, remove leftovers
     python -m models deliveries updown                      # events/artifacts Prefect has not received
+    python -m models predictions updown                     # the latest night's predictions
+    python -m models predictions updown --date 2026-11-25 --csv
+    python -m models scorecard updown                       # the champion's live scorecard summary
 
-The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry.
+The registry is --registry, else $PIPELINE_HOME/registry, else ./.pipeline/registry; predictions live
+under the data home, --home, else $PIPELINE_HOME, else ./.pipeline.
 A price file is anything the folder source reads (models.prices.reader): the store's columns (date,
 open, high, low, close, adj_close, volume, any usual spelling), or what yfinance writes
 (Ticker.history / yf.download, .to_csv() or .to_parquet()); without a `ticker` column, and not a
@@ -182,6 +187,73 @@ def cmd_doctor(registry: Registry, args: argparse.Namespace) -> int:
     return 1 if report.left else 0
 
 
+def default_home() -> str:
+    """$PIPELINE_HOME, else ./.pipeline (read when the CLI runs)."""
+    return os.environ.get("PIPELINE_HOME") or ".pipeline"
+
+
+def cmd_predictions(registry: Registry, args: argparse.Namespace) -> int:
+    from models.monitoring.predictions import read_predictions
+
+    check_model_name(args.model)
+    frame = read_predictions(Path(args.home or default_home()), args.model, args.date)
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False, float_format="%.6f", date_format="%Y-%m-%d")
+        return 0
+    rows = [
+        {
+            **{k: frame[k].iloc[i] for k in ("ticker", "label")},
+            "date": str(frame["date"].iloc[i].date()),
+            **{c: f"{frame[c].iloc[i]:.4f}" for c in frame.columns if c.startswith("p_")},
+            "max_abs_z": f"{frame['max_abs_z'].iloc[i]:.2f}",
+            "out_of_range": bool(frame["out_of_range"].iloc[i]),
+            "version": f"{frame['model'].iloc[i]}/{frame['version'].iloc[i]}",
+        }
+        for i in range(len(frame))
+    ]
+    columns = ["ticker", "date", *(c for c in frame.columns if c.startswith("p_")), "label"]
+    print(_table(rows, [*columns, "max_abs_z", "out_of_range", "version"]))
+    return 0
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [
+        [("yes" if v else "no") if isinstance(v, bool) else str(v) for v in (r[c] for c in columns)]
+        for r in rows
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+        for line in [columns, *cells]
+    )
+
+
+def cmd_scorecard(registry: Registry, args: argparse.Namespace) -> int:
+    from models.monitoring import report, scorecard, summary
+    from models.monitoring.sessions import load_champion, load_version
+
+    registry.require_model(args.model)
+    champion = (
+        load_version(registry, f"{args.model}/{args.version}")
+        if args.version
+        else load_champion(registry, args.model)
+    )
+    if champion is None:
+        raise RegistryError(f"{args.model} has no champion: pass --version")
+    monitoring = champion.config.monitoring
+    if args.window:
+        monitoring = monitoring.model_copy(update={"window_sessions": args.window})
+    found = summary.summarize(
+        scorecard.read(registry, args.model), champion, monitoring, champion.config.gate
+    )
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+    else:
+        found["scorecard"] = registry.model_file_url(args.model, scorecard.SCORECARD)
+        print(report.scorecard_markdown(found), end="")
+    return 0
+
+
 def cmd_smoke(registry: Registry, args: argparse.Namespace) -> int:
     from models.registry.smoke import failure_record, run_smoke
 
@@ -283,6 +355,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", action="store_true", help="repair what can be repaired")
     p.set_defaults(run=cmd_doctor)
 
+    p = sub.add_parser(
+        "predictions",
+        parents=[common],
+        help="a night's predictions (<home>/predictions/<model>/<date>.parquet)",
+        description="Print one night's predictions of MODEL's champion: one row per ticker (its last "
+        "closed session), the class probabilities, the label, max_abs_z and the out-of-range flag, "
+        "and the version that made them. Exit status 1 when there is no such night.",
+    )
+    p.add_argument("model", help="model name, e.g. updown")
+    p.add_argument("--date", type=iso_date, help="the night, YYYY-MM-DD (default: the latest)")
+    p.add_argument("--home", help="data home (default: $PIPELINE_HOME or ./.pipeline)")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
+    p.set_defaults(run=cmd_predictions)
+
+    p = sub.add_parser(
+        "scorecard",
+        parents=[common],
+        help="the champion's live scorecard: rolling figures, baselines, degraded or not",
+        description="Summarize <registry>/<model>/scorecard.parquet for the champion (or --version) over "
+        "its rolling window: accuracy, balanced accuracy and direction skill against the gate's "
+        "baselines with block-bootstrap bounds, and whether it is degraded. Read only.",
+    )
+    p.add_argument("model", help="model name, e.g. updown")
+    p.add_argument("--version", type=positive_int, help="a version instead of the champion")
+    p.add_argument(
+        "--window", type=positive_int, help="sessions in the window (default: the version's config, 60)"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
+    p.set_defaults(run=cmd_scorecard)
+
     p = sub.add_parser("smoke", parents=[common], help="load and predict the latest windows; JSON verdict")
     p.add_argument("ref", help="e.g. updown/8")
     p.add_argument("--prices", required=True, help="Parquet or CSV price file")
@@ -295,6 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every version, delivered ones too")
     p.set_defaults(run=cmd_deliveries)
     return parser
+
+
+def iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def positive_int(text: str) -> int:
