@@ -53,3 +53,17 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def champion_registry(tmp_path_factory):
+    """A registry whose champion (updown/1) was trained once per session on the sample market up to
+    2024-06-28: 8 tickers from 2016, 4 walk-forward folds, LSTM(32), 4 epochs (~20 s on 2 cores).
+    Tests copy it (`copy_registry`) and never write to it."""
+    from tests.helpers import TRAINED_UNTIL, learning_config, run_without_prefect
+
+    home = tmp_path_factory.mktemp("champion")
+    config = learning_config("signal", source={"end": TRAINED_UNTIL.isoformat()}, training={"epochs": 4})
+    result = run_without_prefect(config, home)
+    assert result["verdict"] == "promoted", result["reasons"]
+    return home / "registry"

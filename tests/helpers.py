@@ -144,3 +144,27 @@ def run_without_prefect(config: PipelineConfig, home, inject=None, prices=None) 
         "manifest": manifest,
         "evaluation": evaluation,
     }
+
+
+# The monitoring tests' champion is trained on the sample market up to this session (a Friday).
+TRAINED_UNTIL = dt.date(2024, 6, 28)
+
+
+def store_sample(home, source, end: dt.date) -> None:
+    """Bring the store of `source` (a sample market) up to `end`, as ingest does, without Prefect."""
+    from pathlib import Path
+
+    from models.prices.ingest import ingest_ticker
+
+    for ticker in source.tickers:
+        record = ingest_ticker(source, ticker, Path(home), end)
+        assert record.status in ("ok", "backfilled"), record
+
+
+def universe(size: int) -> tuple[str, ...]:
+    """`size` sample-market tickers (XAA, XAB, ...): a universe large enough for a 60-session window
+    to tell a champion's edge from none (see models.monitoring.summary)."""
+    import itertools
+    import string
+
+    return tuple("X" + "".join(p) for p in itertools.product(string.ascii_uppercase, repeat=2))[:size]
