@@ -14,6 +14,7 @@ import pytest
 
 from flows.ingest import ingest
 from flows.retrain import retrain
+from models.errors import ModelRejected
 from models.prices import freshness
 from models.registry import Registry
 from tests.helpers import learning_config, tiny_config
@@ -97,7 +98,7 @@ def run_in_fresh_process(config, home: Path, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def test_an_unchanged_nightly_trains_nothing_and_imports_no_tensorflow(tmp_path):
+def test_an_unchanged_nightly_trains_nothing_and_imports_no_tensorflow(tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
 
     config = learning_config("signal", training={"epochs": 4})
@@ -110,19 +111,53 @@ def test_an_unchanged_nightly_trains_nothing_and_imports_no_tensorflow(tmp_path)
     assert noop["summary"]["reason"] == "no new data since version 1 of updown (same data, same config)"
     assert not noop["tensorflow"] and not noop["keras"]
     assert Registry(tmp_path / "home" / "registry").versions("updown") == [1]
+    # The night is predicted whether or not a retrain follows: the first run (no champion when it
+    # began) by the version it promoted; the skipped rerun finds the same inputs and keeps the file.
+    night = full["summary"]["monitoring"]["night"]
+    predicted = tmp_path / "home" / "predictions" / "updown" / f"{night}.parquet"
+    assert full["summary"]["monitoring"]["predictions"]["status"] == "written"
+    assert noop["summary"]["monitoring"]["predictions"]["status"] == "unchanged"
+    assert noop["summary"]["monitoring"]["predictions"]["path"] == str(predicted)
+    frame = pd.read_parquet(predicted)
+    assert len(frame) == len(config.source.tickers) and set(frame["version"]) == {1}
+    assert noop["summary"]["decision"].startswith("skipped: no new data since version 1")
+
     print(
         f"\nfull run {full['seconds']:.1f} s, no-op run {noop['seconds']:.1f} s: "
         f"ratio {noop['seconds'] / full['seconds']:.1%}"
     )
 
-    async def latest_report() -> str:
+    async def latest_report(key: str = "retrain-report") -> str:
         async with get_client() as client:
             artifacts = await client.read_latest_artifacts()
-            return next(a.data for a in artifacts if a.key == "retrain-report")
+            return next(a.data for a in artifacts if a.key == key)
 
     import asyncio
 
     assert "no new data since version 1" in asyncio.run(latest_report())
+    assert "- retrain: skipped: no new data since version 1" in asyncio.run(latest_report("nightly-report"))
+
+    # The same unchanged data with a champion the monitor finds degraded: the run retrains, and says why.
+    import flows.retrain
+
+    real_monitor = flows.retrain.monitor
+
+    def degraded_monitor(*args, **kwargs):
+        found = real_monitor(*args, **kwargs)
+        verdict = {"degraded": True, "reasons": ["below: planted by the test"]}
+        return {**found, "summary": {**found["summary"], **verdict}}
+
+    monkeypatch.setattr(flows.retrain, "monitor", degraded_monitor)
+    try:
+        retrained = retrain(config, str(tmp_path / "home"))
+    except ModelRejected as rejected:
+        retrained = rejected.summary
+    assert retrained["verdict"] in ("promoted", "rejected") and retrained["version"] == 2
+    assert retrained["decision"] == (
+        "the data and config are unchanged since version 1 of updown, but updown/1 is DEGRADED "
+        "(below: planted by the test): trains anyway"
+    )
+    assert f"- retrain: {retrained['decision']}" in asyncio.run(latest_report("nightly-report"))
 
 
 def test_a_changed_model_config_is_not_unchanged(tmp_path):

@@ -182,3 +182,40 @@ def test_a_consumer_reads_the_folder_with_pandas_or_pyarrow_alone(night, tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert TRAINED_UNTIL < NIGHT
     assert (night.home / "registry" / "updown" / "1" / MANIFEST).exists()
+
+
+def test_the_predictions_command_prints_a_night(night, capsys):
+    from models import cli
+
+    night.store(dt.date(2024, 7, 2))
+    nightly.predict_night(night.registry, night.home, night.config, night.tickers, dt.date(2024, 7, 2))
+    night.store(NIGHT)
+    nightly.predict_night(night.registry, night.home, night.config, night.tickers, NIGHT)
+    home = ["--home", str(night.home), "--registry", str(night.home / "registry")]
+    frame = files.read_predictions(night.home, "updown", NIGHT)
+
+    assert cli.main(["predictions", "updown", *home]) == 0  # the latest night
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "ticker", "date", "p_down", "p_range_bound", "p_up", "label", "max_abs_z", "out_of_range", "version"
+    ]  # fmt: skip
+    first = lines[1].split()
+    assert first[:2] == ["AAA", NIGHT.isoformat()] and first[-1] == "updown/1" and len(lines) == 9
+    assert first[2:6] == [f"{frame['p_down'][0]:.4f}", f"{frame['p_range_bound'][0]:.4f}",
+                          f"{frame['p_up'][0]:.4f}", frame["label"][0]]  # fmt: skip
+
+    assert cli.main(["predictions", "updown", "--date", "2024-07-02", "--csv", *home]) == 0
+    import io
+
+    earlier = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert (earlier["date"] == "2024-07-02").all() and len(earlier) == 8
+    np.testing.assert_allclose(
+        earlier["p_up"], files.read_predictions(night.home, "updown", dt.date(2024, 7, 2))["p_up"], atol=1e-6
+    )
+
+    # A night without a file: exit 1, one paragraph naming the nights there are.
+    assert cli.main(["predictions", "updown", "--date", "2024-07-05", *home]) == 1
+    err = capsys.readouterr().err
+    assert "no predictions of updown for 2024-07-05" in err and "2024-07-02, 2024-07-03" in err
+    assert cli.main(["predictions", "../etc", *home]) == 1  # as every subcommand: a registry error
+    assert "'../etc' is not a model name" in capsys.readouterr().err
