@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,3 +231,30 @@ def test_manual_run_through_the_worker_publishes_a_bundle(deployed: Server, work
     assert set(manifest["files"]) <= {p.name for p in bundle.iterdir()}
     aliases = json.loads((bundle.parent / "aliases.json").read_text())
     assert aliases == {"champion": 1, "latest": 1}
+
+    # The night's predictions (the run began without a champion: by the version it promoted).
+    predictions = pd.read_parquet(home / "predictions" / "updown" / "2024-12-31.parquet")
+    assert len(predictions) == 8 and set(predictions["version"]) == {1}
+    assert (predictions["date"] == pd.Timestamp("2024-12-31")).all()
+
+    # Two weeks later: the store grows (ingest/backfill), then scorecard/backfill scores the champion
+    # on the sessions whose label matured since its training end.
+    later = {**MANUAL_CONFIG["source"], "end": "2025-01-15"}
+    for deployment, params in (
+        ("ingest/backfill", [f"source={json.dumps(later)}", f"home={home}"]),
+        ("scorecard/backfill", [f"home={home}"]),
+    ):
+        submitted = deployed.cli(
+            "deployment", "run", deployment, *(a for p in params for a in ("--param", p))
+        )
+        (run_id, *_) = UUID.findall(submitted.stdout)
+        final = wait_for_final_state(deployed, run_id, worker)
+        assert final == "Completed", f"{deployment} {run_id} ended {final}:\n{worker.read_text()}"
+    card = pd.read_parquet(home / "registry" / "updown" / "scorecard.parquet")
+    # Labels 5 sessions later by 2025-01-15 (the exchange closed on 2025-01-09), 8 tickers each.
+    matured = ["2025-01-02", "2025-01-03", "2025-01-06", "2025-01-07"]
+    assert sorted(card["date"].dt.date.astype(str).unique()) == matured
+    assert (
+        len(card) == 8 * len(matured) and set(card["origin"]) == {"backfill"} and set(card["version"]) == {1}
+    )
+    assert (home / "registry" / "updown" / "scorecard.png").exists()

@@ -32,7 +32,7 @@ def test_deployments_deploy_with_schedule_and_concurrency_limit():
         async with get_client() as client:
             return {
                 name: await client.read_deployment_by_name(name)
-                for name in ("retrain/nightly", "retrain/manual", "ingest/backfill")
+                for name in ("retrain/nightly", "retrain/manual", "ingest/backfill", "scorecard/backfill")
             }
 
     import asyncio
@@ -58,3 +58,10 @@ def test_deployments_deploy_with_schedule_and_concurrency_limit():
     # Heartbeats every 30 s, for the zombie-run automation of operations.yaml.
     for deployment in deployments.values():
         assert deployment.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+    backfill = deployments["scorecard/backfill"]
+    assert (
+        backfill.entrypoint == "flows/scorecard.py:scorecard" and backfill.work_pool_name == "updown-process"
+    )
+    assert {"model", "window_sessions", "night", "source"} <= set(
+        backfill.parameter_openapi_schema["properties"]
+    )
