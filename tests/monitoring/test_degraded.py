@@ -14,7 +14,8 @@ import logging
 
 import pytest
 
-from models.monitoring import nightly
+from models.monitoring import nightly, scorecard, summary
+from models.monitoring.sessions import load_champion
 from tasks import monitoring as monitoring_tasks
 from tests.helpers import TRAINED_UNTIL, universe
 from tests.monitoring.conftest import Night
@@ -91,3 +92,21 @@ def test_the_nightly_task_emits_model_degraded_with_the_figures_only_when_degrad
     assert figures["difference"] == summary["baselines"][summary["strongest_baseline"]]["difference"]
     assert figures["champion"] == summary["champion"] and payload["reasons"] == summary["reasons"]
     assert payload["reasons"][0].startswith("edge lost: ")
+
+
+def test_a_lost_edge_is_not_judged_on_a_window_too_small_to_show_it(markets):
+    """The same switched-off market seen through 8 of its tickers: the lower bound is no longer above
+    zero, but the window holds too little evidence to tell that from a healthy champion's noise, so
+    `edge lost` is not judged (the summary says how much evidence is missing). On these 8 tickers the
+    champion even falls below the volatility rule beyond the interval (measured: -0.0815, upper bound
+    -0.0177), which `below` judges on any window."""
+    env, _ = markets["off"]
+    champion = load_champion(env.registry, "updown")
+    card = scorecard.read(env.registry, "updown")
+    few = card.loc[card["ticker"].isin(TICKERS[:8])]
+    found = summary.summarize(few, champion, env.config.monitoring, env.config.gate, NIGHT)
+    print("signal off, 8 tickers:", figures(found))
+    assert found["status"] == "judged" and found["tickers"] == 8 and found["sessions"] == 60
+    assert found["edge"]["lost"] and not found["edge"]["judged"]
+    assert found["effective_windows"] < found["edge"]["required"]
+    assert found["degraded"] and [r.split(":")[0] for r in found["reasons"]] == ["below"]
