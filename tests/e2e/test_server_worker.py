@@ -251,10 +251,15 @@ def test_manual_run_through_the_worker_publishes_a_bundle(deployed: Server, work
         final = wait_for_final_state(deployed, run_id, worker)
         assert final == "Completed", f"{deployment} {run_id} ended {final}:\n{worker.read_text()}"
     card = pd.read_parquet(home / "registry" / "updown" / "scorecard.parquet")
-    # Labels 5 sessions later by 2025-01-15 (the exchange closed on 2025-01-09), 8 tickers each.
-    matured = ["2025-01-02", "2025-01-03", "2025-01-06", "2025-01-07"]
-    assert sorted(card["date"].dt.date.astype(str).unique()) == matured
+    # The night served on 2024-12-31 matured on 2025-01-08 (nightly); the sessions after the champion's
+    # training end that no night served are backfilled up to the last label by 2025-01-15 (the exchange
+    # closed on 2025-01-09). 8 tickers each.
+    origins = card.groupby(card["date"].dt.date.astype(str))["origin"].agg(set).to_dict()
+    assert origins == {
+        "2024-12-31": {"nightly"},
+        **{day: {"backfill"} for day in ("2025-01-02", "2025-01-03", "2025-01-06", "2025-01-07")},
+    }
     assert (
-        len(card) == 8 * len(matured) and set(card["origin"]) == {"backfill"} and set(card["version"]) == {1}
+        len(card) == 8 * 5 and set(card["version"]) == {1} and not card.duplicated(["ticker", "date"]).any()
     )
     assert (home / "registry" / "updown" / "scorecard.png").exists()

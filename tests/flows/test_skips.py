@@ -136,6 +136,9 @@ def test_an_unchanged_nightly_trains_nothing_and_imports_no_tensorflow(tmp_path,
 
     assert "no new data since version 1" in asyncio.run(latest_report())
     assert "- retrain: skipped: no new data since version 1" in asyncio.run(latest_report("nightly-report"))
+    table = json.loads(asyncio.run(latest_report("predictions")))  # the night's rows, as a table artifact
+    assert sorted(row["ticker"] for row in table) == list(config.source.tickers)
+    assert {row["date"] for row in table} == {night} and {row["version"] for row in table} == {1}
 
     # The same unchanged data with a champion the monitor finds degraded: the run retrains, and says why.
     import flows.retrain
