@@ -38,6 +38,7 @@ def test_publishes_a_complete_verified_bundle(home, first_run):
     assert set(manifest["files"]) == {
         "model.keras",
         "stats.parquet",
+        "baselines.json",  # walk-forward: the published fold's baselines, for the live scorecard
         "report.md",
         "curves.png",
         "confusion.png",
