@@ -6,6 +6,8 @@ README's examples.
 
 from __future__ import annotations
 
+from models.training.gate import direction_baseline_name
+
 
 def _num(value: float | None, signed: bool = False) -> str:
     if value is None or value != value:
@@ -63,7 +65,7 @@ def scorecard_markdown(summary: dict) -> str:
         lines += [
             "",
             f"- direction skill: sign accuracy {_num(direction['model'])} vs {_num(direction['baseline'])} "
-            f"always {direction['baseline_class']} on {direction['windows']} moves: "
+            f"{direction_baseline_name(direction['baseline_class'])} on {direction['windows']} moves: "
             f"{_num(direction['estimate'], True)} (one-sided {conf:.0%} bounds "
             f"{_num(direction['lower'], True)}, {_num(direction['upper'], True)})",
         ]
