@@ -11,7 +11,7 @@ import pytest
 from models.config import GateConfig
 from models.training import bootstrap as bs
 from models.training.baselines import class_weights, volatility_regime_rule
-from models.training.gate import walk_forward_gate
+from models.training.gate import holdout_gate, walk_forward_gate
 
 
 def evidence(lower=0.01, fold_diffs=(0.02, 0.01, -0.01, 0.03), direction_lower=0.05) -> dict:
@@ -214,3 +214,249 @@ def test_volatility_rule_finds_the_planted_threshold_on_train():
     # those two is noise the rule may fit, which the out-of-sample evaluation then charges it for).
     assert cuts[0] == pytest.approx(0.3, abs=0.06)
     assert classes[0] == 1 and set(classes[1:]) <= {0, 2}
+
+
+# -- every rule's record, exactly (what the report and the logs show) ---------------------------
+
+
+def test_each_rule_records_the_numbers_it_compared_and_says_them_in_words():
+    verdict = walk_forward_gate(evidence(), GateConfig(), [], champion(-0.005))
+    assert verdict.as_dict()["verdict"] == "promoted" and verdict.label == "promoted"
+    assert verdict.rules == [
+        {
+            "rule": "no-fatal-diagnosis",
+            "criterion": True,
+            "passed": True,
+            "message": "no fold raised a fatal diagnosis",
+            "codes": [],
+        },
+        {
+            "rule": "beats-baseline",
+            "criterion": True,
+            "passed": True,
+            "message": "balanced accuracy 0.4500 vs linear 0.4300: difference +0.0300, 95% lower bound "
+            "+0.0100 is above the minimum effect 0.0",
+            "against": "linear",
+            "ours": 0.45,
+            "theirs": 0.43,
+            "difference": pytest.approx(0.03),
+            "lower": 0.01,
+            "threshold": 0.0,
+            "confidence": 0.95,
+        },
+        {
+            "rule": "beats-baseline",
+            "criterion": True,
+            "passed": True,
+            "message": "balanced accuracy 0.4500 vs majority 0.3300: difference +0.1200, 95% lower bound "
+            "+0.1000 is above the minimum effect 0.0",
+            "against": "majority",
+            "ours": 0.45,
+            "theirs": 0.33,
+            "difference": 0.12,
+            "lower": 0.1,
+            "threshold": 0.0,
+            "confidence": 0.95,
+        },
+        {
+            "rule": "fold-consistency",
+            "criterion": True,
+            "passed": True,
+            "message": "beats its fold's strongest baseline in 3 of 4 folds (75%; needs 50%)",
+            "wins": 3,
+            "folds": 4,
+            "share": 0.75,
+            "threshold": 0.5,
+        },
+        {
+            "rule": "direction-skill",
+            "criterion": False,
+            "passed": True,
+            "message": "sign accuracy on 100 up/down calls that moved beyond the threshold: 0.6000 vs "
+            "always 'up' 0.5000, difference +0.1000, lower bound +0.0500",
+            "estimate": 0.1,
+            "lower": 0.05,
+            "threshold": 0.0,
+        },
+        {
+            "rule": "champion",
+            "criterion": True,
+            "passed": True,
+            "message": "on 800 common out-of-sample windows (100 sessions from 2024-01-02): balanced "
+            "accuracy 0.4500 vs champion v3 0.4600, difference -0.0250, upper bound -0.0050 is not "
+            "below -0.01",
+            "against": "champion v3",
+            "ours": 0.45,
+            "theirs": 0.46,
+            "difference": pytest.approx(-0.025),
+            "upper": -0.005,
+            "threshold": -0.01,
+            "confidence": 0.95,
+        },
+    ]
+
+
+def test_a_failed_rule_says_so_and_becomes_the_reason():
+    fatal = [
+        {"code": "exploding-loss", "message": "loss 1e4", "fold": 0},
+        {"code": "nan-loss", "message": "loss nan"},  # a fold-less diagnosis (holdout-style)
+    ]
+    verdict = walk_forward_gate(
+        evidence(lower=-0.01, fold_diffs=(0.1, -0.1, -0.1)), GateConfig(), fatal, champion(-0.02)
+    )
+    assert verdict.label == "rejected" and verdict.as_dict()["verdict"] == "rejected"
+    assert verdict.reasons == [
+        "fold 0: guard 'exploding-loss': loss 1e4; fold ?: guard 'nan-loss': loss nan",
+        "balanced accuracy 0.4500 vs linear 0.4300: difference +0.0100, 95% lower bound -0.0100 is not "
+        "above the minimum effect 0.0",
+        "beats its fold's strongest baseline in 1 of 3 folds (33%; needs 50%)",
+        "on 800 common out-of-sample windows (100 sessions from 2024-01-02): balanced accuracy 0.4500 vs "
+        "champion v3 0.4600, difference -0.0400, upper bound -0.0200 is below -0.01",
+    ]
+    assert rule(verdict, "no-fatal-diagnosis")["codes"] == ["exploding-loss", "nan-loss"]
+    assert [r["passed"] for r in verdict.rules] == [False, False, True, False, True, False]
+
+
+def test_no_folds_is_not_consistency_and_no_up_down_call_is_no_skill():
+    bare = evidence(fold_diffs=())
+    bare["direction"]["difference"] |= {"windows": 0, "lower": 0.2}  # a bound without windows
+    verdict = walk_forward_gate(bare, GateConfig(min_fold_share=0.0, require_direction_skill=True), [])
+    consistency = rule(verdict, "fold-consistency")
+    assert consistency["passed"] is False and consistency["share"] == 0.0 and consistency["folds"] == 0
+    skill = rule(verdict, "direction-skill")
+    assert skill["passed"] is False and skill["criterion"] is True
+    assert skill["message"] == "the model made no up/down call on a window that moved beyond the threshold"
+    assert not verdict.promoted and len(verdict.reasons) == 2
+
+
+def test_a_champion_that_cannot_be_compared_records_why():
+    older = walk_forward_gate(evidence(), GateConfig(), [], champion(0, compared=False, blocks=False))
+    assert rule(older, "champion", "champion v3") == {
+        "rule": "champion",
+        "criterion": False,
+        "passed": True,
+        "message": "champion v3: only 5 common out-of-sample sessions",
+        "against": "champion v3",
+    }
+    newer = walk_forward_gate(evidence(), GateConfig(), [], champion(0, compared=False, blocks=True))
+    assert rule(newer, "champion", "champion v3")["passed"] is False
+    # A record without `compared` (or `blocks`) is not a comparison and does not block.
+    bare = {"version": 4, "reason": "not comparable"}
+    assert rule(walk_forward_gate(evidence(), GateConfig(), [], bare), "champion", "champion v4") == {
+        "rule": "champion",
+        "criterion": False,
+        "passed": True,
+        "message": "champion v4: not comparable",
+        "against": "champion v4",
+    }
+
+
+# -- the holdout gate ---------------------------------------------------------------------------
+
+
+def holdout_baselines(persistence=0.40, majority_accuracy=0.50) -> dict:
+    return {
+        "majority": {"class": "up", "accuracy": majority_accuracy, "balanced_accuracy": 0.3333},
+        "persistence": {"accuracy": 0.40, "balanced_accuracy": persistence},
+        "class_prior": {"accuracy": 0.34, "balanced_accuracy": 0.3333},
+    }
+
+
+def test_holdout_gate_promotes_a_model_that_clears_every_rule_and_records_each_comparison():
+    metrics = {"accuracy": 0.55, "balanced_accuracy": 0.5}
+    verdict = holdout_gate(metrics, holdout_baselines(), GateConfig(margin=0.02), [])
+    assert verdict.promoted and verdict.reasons == [] and verdict.rules == []
+    assert verdict.comparisons == [
+        {
+            "against": "majority",
+            "theirs": 0.3333,
+            "needed": pytest.approx(0.3533),
+            "ours": 0.5,
+            "passed": True,
+        },
+        {
+            "against": "persistence",
+            "theirs": 0.40,
+            "needed": pytest.approx(0.42),
+            "ours": 0.5,
+            "passed": True,
+        },
+        {
+            "against": "class_prior",
+            "theirs": 0.3333,
+            "needed": pytest.approx(0.3533),
+            "ours": 0.5,
+            "passed": True,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ours", "promoted"),
+    [(0.5, True), (0.4999, False), (0.26, False)],  # exactly the margin above; just below; no margin
+)
+def test_holdout_gate_needs_every_baseline_beaten_by_the_margin(ours, promoted):
+    """persistence 0.25 + margin 0.25 = 0.5 exactly (binary fractions: no rounding)."""
+    metrics = {"accuracy": 0.9, "balanced_accuracy": ours}
+    base = holdout_baselines(persistence=0.25)
+    base["majority"]["balanced_accuracy"] = base["class_prior"]["balanced_accuracy"] = 0.0
+    verdict = holdout_gate(metrics, base, GateConfig(margin=0.25), [])
+    assert verdict.promoted is promoted
+    comparison = verdict.comparisons[1]
+    assert comparison["against"] == "persistence" and comparison["needed"] == 0.5
+    assert comparison["passed"] is promoted
+    if not promoted:
+        assert verdict.reasons == [
+            f"balanced accuracy {ours:.4f} does not beat the persistence baseline 0.2500 by the margin "
+            "0.25 (needs 0.5000)"
+        ]
+
+
+@pytest.mark.parametrize(("accuracy", "promoted"), [(0.5, True), (0.4999, False)])
+def test_holdout_gate_needs_at_least_the_majority_class_accuracy(accuracy, promoted):
+    metrics = {"accuracy": accuracy, "balanced_accuracy": 0.6}
+    verdict = holdout_gate(metrics, holdout_baselines(majority_accuracy=0.5), GateConfig(), [])
+    assert verdict.promoted is promoted
+    if not promoted:
+        assert verdict.reasons == ["accuracy 0.4999 is below always predicting the majority class (0.5000)"]
+    # Without a majority baseline there is no accuracy rule.
+    without = {k: v for k, v in holdout_baselines().items() if k != "majority"}
+    assert holdout_gate(metrics, without, GateConfig(), []).promoted
+
+
+@pytest.mark.parametrize(
+    ("ours", "tolerance", "promoted"),
+    [(0.5, 0.25, True), (0.4999, 0.25, False), (0.75, 0.0, True), (0.7499, 0.0, False)],
+)
+def test_holdout_gate_may_lose_to_the_champion_only_within_the_tolerance(ours, tolerance, promoted):
+    metrics = {"accuracy": 0.9, "balanced_accuracy": ours}
+    champion_metrics = {"version": 7, "accuracy": 0.8, "balanced_accuracy": 0.75}
+    verdict = holdout_gate(
+        metrics,
+        holdout_baselines(),
+        GateConfig(margin=0.0, champion_tolerance=tolerance),
+        [],
+        champion_metrics,
+    )
+    assert verdict.promoted is promoted
+    assert verdict.comparisons[-1] == {
+        "against": "champion v7",
+        "theirs": 0.75,
+        "needed": 0.75 - tolerance,
+        "ours": ours,
+        "passed": promoted,
+    }
+    if not promoted:
+        assert verdict.reasons == [
+            f"balanced accuracy {ours:.4f} loses to champion v7 (0.7500) by more than {tolerance}"
+        ]
+
+
+def test_holdout_gate_rejects_on_any_fatal_diagnosis_whatever_the_scores():
+    fatal = [{"code": "dead-units", "message": "every unit is dead", "fatal": True}]
+    verdict = holdout_gate(
+        {"accuracy": 1.0, "balanced_accuracy": 1.0}, holdout_baselines(), GateConfig(), fatal
+    )
+    assert not verdict.promoted
+    assert verdict.reasons == ["guard 'dead-units': every unit is dead"]
+    assert all(c["passed"] for c in verdict.comparisons)

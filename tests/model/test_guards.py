@@ -129,3 +129,88 @@ def test_why_stateful_is_refused_a_stateful_model_answers_the_same_input_differe
     first = model.predict(x, verbose=0, batch_size=8)
     second = model.predict(x, verbose=0, batch_size=8)
     assert np.abs(first - second).max() > 1e-4
+
+
+# -- the live guards fired by real training, not by hand-made logs ------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from models.dataset.build import build_dataset
+    from tests.helpers import sample_prices, tiny_config
+
+    config = tiny_config(evaluation={"scheme": "holdout"})
+    info = build_dataset(sample_prices(config), config, tmp_path_factory.mktemp("ds"), {"kind": "sample"})
+    return config, info
+
+
+def train_tiny(tiny_dataset, tmp_path, labels=None, **training):
+    from models.training.trainer import train
+
+    config, info = tiny_dataset
+    config = config.model_copy(update={"training": config.training.model_copy(update=training)})
+    return train(info, config, tmp_path, log=lambda _m: None, labels_override=labels)
+
+
+def test_class_collapse_fires_when_training_learns_only_the_majority(tiny_dataset, tmp_path):
+    """Labels that carry no information and are 94 % 'up', no class weights: the trained model says
+    'up' for every validation window, epoch after epoch."""
+    from models.dataset.arrays import load_arrays
+
+    labels = load_arrays(tiny_dataset[1].path).labels.copy()
+    rng = np.random.default_rng(0)
+    known = labels >= 0
+    labels[known] = rng.choice([0, 1, 2], size=int(known.sum()), p=[0.03, 0.03, 0.94])
+    result = train_tiny(
+        tiny_dataset,
+        tmp_path,
+        labels,
+        class_weights=False,
+        epochs=8,
+        learning_rate=0.02,
+        early_stopping_patience=8,
+    )
+    (collapse,) = [d for d in result.diagnoses if d["code"] == "class-collapse"]
+    assert collapse["fatal"] and collapse["evidence"]["class"] == "up"
+    assert collapse["evidence"]["share"] >= 0.98 and len(collapse["evidence"]["epochs"]) == 3
+    assert result.epochs_run == collapse["evidence"]["epochs"][-1] < 8  # training stopped there
+
+
+def test_vanishing_updates_are_flagged_when_the_weights_stop_moving(tiny_dataset, tmp_path):
+    """A learning rate of 1e-12: the weights move by ~1e-12 of their size per epoch."""
+    result = train_tiny(tiny_dataset, tmp_path, epochs=5, learning_rate=1e-12, early_stopping_patience=9)
+    (flag,) = [d for d in result.diagnoses if d["code"] == "vanishing-updates"]
+    assert flag["fatal"] is False and flag["evidence"]["epoch"] == 4
+    assert flag["evidence"]["relative_change"] < 1e-7
+    assert result.epochs_run == 5  # a flag, not a stop: the gate judges what was learned
+    normal = train_tiny(tiny_dataset, tmp_path / "normal", epochs=5, early_stopping_patience=9)
+    assert "vanishing-updates" not in [d["code"] for d in normal.diagnoses]
+
+
+def test_loss_at_the_clip_floor_stops_a_real_fit(model):
+    """What Keras 3 on a CPU can show of it: one-hot labels whose rows are all zero (every window fell
+    through the labelling) give a loss of 0, at or below the clip floor, while accuracy is what the
+    untrained head happens to say. This pipeline refuses those labels before training
+    (`labels-not-one-hot`); a plain Keras fit with the guard attached is stopped in its first epoch."""
+    x = np.random.default_rng(0).normal(size=(256, 5, 2)).astype("float32")
+    y = np.zeros((256, 3), dtype="float32")
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    guard = guards.GuardCallback(x[:64])
+    history = model.fit(x, y, epochs=20, batch_size=64, callbacks=[guard], verbose=0)
+    assert history.history["loss"][0] <= guards.CLIP_FLOOR
+    (d,) = guard.diagnoses
+    assert d.code == "loss-at-clip-floor" and d.fatal
+    assert len(history.history["loss"]) == 1  # stopped after its first epoch
+    assert d.evidence["accuracy"] < 0.99
+
+
+def test_non_finite_weights_stop_training_at_the_epoch_end(model):
+    guard = guards.GuardCallback(np.zeros((8, 5, 2), dtype="float32"))
+    guard.set_model(model)
+    weights = model.get_weights()
+    weights[0][0, 0] = np.inf  # what an overflowing update leaves in the kernel
+    model.set_weights(weights)
+    guard.on_epoch_end(2, {"loss": 1.0, "accuracy": 0.4})
+    (d,) = guard.diagnoses
+    assert d.code == "non-finite" and d.fatal and model.stop_training
+    assert d.message == "Model weights became NaN or infinite in epoch 3."

@@ -305,3 +305,68 @@ def test_the_download_cache_stays_within_its_bounds(url, tmp_path):
     tiny = Registry(url, cache_dir=cache, cache_max_bytes=10)
     tiny.cache.grace_seconds = 0
     assert tiny.local_path("updown/2") == folders[1] and len(tiny.cache.entries()) == 1
+
+
+# -- the lock object: respected while its holder may be alive, broken when it cannot be ----------
+
+
+def place_lock(registry, content: bytes) -> str:
+    from models.registry.bundle import LOCK
+
+    key = registry._mkey("updown", LOCK)
+    registry.fs.pipe_file(key, content)
+    return key
+
+
+def held_by(host: str, pid: int, age_s: float) -> bytes:
+    import time
+
+    return json.dumps(
+        {"owner": "someone", "host": host, "pid": pid, "acquired_at": time.time() - age_s}
+    ).encode()
+
+
+def test_a_fresh_lock_of_a_live_holder_is_waited_for_then_refused(url, tmp_path):
+    import os
+    import socket
+
+    registry = Registry(url, lock_ttl=60, lock_timeout=0.3)
+    for holder in (held_by("another-host", 1, age_s=1), held_by(socket.gethostname(), os.getpid(), age_s=1)):
+        key = place_lock(registry, holder)
+        with pytest.raises(RegistryError, match=r"could not lock 'updown' within 0 s"):
+            publish(registry, tmp_path, "a")
+        assert registry.fs.cat_file(key) == holder  # left alone
+    assert registry.versions("updown") == []
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        pytest.param(held_by("another-host", 1, age_s=61), id="older-than-ttl"),
+        pytest.param(b'{"owner": "someone", "host": "another-h', id="torn"),
+        pytest.param(b"", id="empty"),
+        pytest.param("dead-pid", id="dead-pid-on-this-host"),
+    ],
+)
+def test_a_lock_whose_holder_is_gone_is_broken(url, tmp_path, holder):
+    import socket
+
+    if holder == "dead-pid":
+        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        holder = held_by(socket.gethostname(), int(done.stdout), age_s=1)  # a pid that just exited
+    registry = Registry(url, lock_ttl=60, lock_timeout=5)
+    key = place_lock(registry, holder)
+    assert publish(registry, tmp_path, "a") == 1
+    assert not registry.fs.exists(key)  # our own lock went too, once released
+    assert registry.aliases("updown") == {"champion": 1, "latest": 1}
+
+
+def test_a_lock_is_broken_by_age_only_past_the_ttl(url):
+    registry = Registry(url, lock_ttl=60, lock_timeout=5)
+    young = place_lock(registry, held_by("another-host", 1, age_s=50))
+    registry._break_if_stale(young)
+    assert registry.fs.exists(young)
+    place_lock(registry, held_by("another-host", 1, age_s=70))
+    registry._break_if_stale(young)
+    assert not registry.fs.exists(young)
+    registry._break_if_stale(young)  # already gone: nothing to do, no error

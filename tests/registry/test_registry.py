@@ -357,3 +357,16 @@ def test_alias_set_refuses_a_version_that_never_passed_the_smoke_test(registry, 
     with pytest.raises(RegistryError, match="never passed the serving smoke test"):
         registry.set_alias("updown", "canary", 2)
     assert registry.set_alias("updown", "canary", 2, force=True)["canary"] == 2
+
+
+def test_latest_never_moves_backwards_when_an_older_version_is_promoted(registry, tmp_path):
+    """Two runs promoting out of order (or a rollback by promotion): champion follows, latest stays."""
+    for tag in ("v1", "v2", "v3"):
+        registry.add_version("updown", bundle_files(tmp_path / "src" / tag, tag), manifest(tag))
+    assert registry.promote("updown", 3) == {"champion": 3, "latest": 3}
+    assert registry.promote("updown", 2) == {"champion": 2, "latest": 3}
+    assert registry.promote("updown", 1) == {"champion": 1, "latest": 3}
+    assert registry.promote("updown", 3) == {"champion": 3, "latest": 3}
+    # A newer latest that no longer verifies is not kept: latest comes back to the champion.
+    (registry.model_dir("updown") / "3" / "report.md").write_bytes(b"damaged")
+    assert registry.promote("updown", 2) == {"champion": 2, "latest": 2}

@@ -1,0 +1,51 @@
+"""Store writes: temp-file cleanup by age never takes a live writer's file; a failed write leaves
+nothing behind and the stored file as it was."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from models.prices import store
+
+
+def temp_file(folder, name: str, age_s: float):
+    path = folder / f".{name}.{age_s:.0f}s.tmp"
+    path.write_bytes(b"partial parquet")
+    when = time.time() - age_s
+    os.utime(path, (when, when))
+    return path
+
+
+def test_cleanup_removes_only_temp_files_older_than_any_live_write(tmp_path):
+    target = tmp_path / "ACME.parquet"
+    live = temp_file(tmp_path, target.name, age_s=5)  # a writer of this file, still writing
+    young = temp_file(tmp_path, target.name, age_s=store.STALE_TEMP_SECONDS - 60)
+    dead = temp_file(tmp_path, target.name, age_s=store.STALE_TEMP_SECONDS + 60)
+    other = temp_file(tmp_path, "OTHER.parquet", age_s=store.STALE_TEMP_SECONDS + 60)
+    store.write_atomic(pa.table({"x": [1, 2, 3]}), target)
+    assert pq.read_table(target).column("x").to_pylist() == [1, 2, 3]
+    assert live.exists() and young.exists() and other.exists()
+    assert not dead.exists()
+    assert store.remove_stale_temp_files(target, older_than_s=30) == [young]
+    assert live.exists()
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "ACME.parquet"
+    store.write_atomic(pa.table({"x": [1]}), target)
+    before = target.read_bytes()
+
+    def broken(table, where):
+        open(where, "wb").write(b"half")  # noqa: SIM115
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_atomic(pa.table({"x": [2]}), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ACME.parquet"]

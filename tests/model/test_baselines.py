@@ -1,0 +1,136 @@
+"""The baselines a model must beat, computed directly on small arrays with known answers (no TensorFlow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.dataset.arrays import Arrays
+from models.training.baselines import (
+    BASELINES,
+    baselines,
+    class_weights,
+    expected_metrics,
+    fit_baselines,
+    linear_model,
+    volatility_regime_rule,
+)
+
+
+def arrays_of(labels, known, ends, volatility=None, matrix=None) -> Arrays:
+    n = len(labels)
+    return Arrays(
+        matrix=np.zeros((n, 1)) if matrix is None else matrix,
+        ticker_ids=np.zeros(n, dtype=np.int32),
+        dates=np.arange(n).astype("datetime64[D]").astype("datetime64[ns]"),
+        label_dates=np.arange(n).astype("datetime64[D]").astype("datetime64[ns]"),
+        labels=np.asarray(labels, dtype=np.int8),
+        forward_returns=np.zeros(n),
+        known_label=np.asarray(known, dtype=np.int8),
+        ends={k: np.asarray(v, dtype=np.int64) for k, v in ends.items()},
+        volatility=volatility,
+    )
+
+
+def test_holdout_baselines_majority_persistence_and_class_prior_by_hand():
+    # train: up, up, up, down, range_bound -> prior (0.2, 0.2, 0.6), majority up
+    # test: down, range_bound, up, up; known labels at those ends: range_bound, unknown, up, down
+    labels = [2, 2, 2, 0, 1, 0, 1, 2, 2]
+    known = [-1, -1, -1, -1, -1, 1, -1, 2, 0]
+    arrays = arrays_of(labels, known, {"train": [0, 1, 2, 3, 4], "test": [5, 6, 7, 8]})
+    out = baselines(arrays)
+    assert out["majority"]["class"] == "up"
+    assert out["majority"]["accuracy"] == 0.5
+    assert out["majority"]["balanced_accuracy"] == pytest.approx(1 / 3)
+    # persistence predicts range_bound, up (the majority, for the unknown label), up, down
+    assert out["persistence"]["accuracy"] == 0.25
+    assert out["persistence"]["balanced_accuracy"] == pytest.approx(1 / 6)
+    assert out["persistence"]["confusion"] == [[0, 1, 0], [0, 0, 1], [1, 0, 1]]
+    # drawn from the train prior: 0.2 x 0.25 + 0.2 x 0.25 + 0.6 x 0.5; balanced: mean of the prior
+    assert out["class_prior"] == {"accuracy": pytest.approx(0.4), "balanced_accuracy": pytest.approx(1 / 3)}
+
+
+def test_class_prior_balanced_accuracy_counts_only_the_classes_in_test():
+    arrays = arrays_of([2, 2, 2, 0, 1, 2, 2, 1], [-1] * 8, {"train": [0, 1, 2, 3, 4], "test": [5, 6, 7]})
+    assert baselines(arrays)["class_prior"]["balanced_accuracy"] == pytest.approx((0.2 + 0.6) / 2)
+
+
+def test_class_weights_balance_the_classes_like_the_lstm():
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 0, 1]), True), [4 / 9, 4 / 3, 4 / 3])
+    np.testing.assert_array_equal(class_weights(np.array([0, 0, 0, 1]), False), [1.0, 1.0, 1.0])
+
+
+def test_expected_metrics_of_a_prior_and_of_a_rule():
+    labels = np.array([0, 1, 2, 2])
+    prior = np.tile(np.array([0.2, 0.2, 0.6], dtype=np.float32), (4, 1))
+    soft = expected_metrics(labels, prior)
+    assert soft["windows"] == 4
+    assert soft["accuracy"] == pytest.approx(0.4)
+    assert soft["balanced_accuracy"] == pytest.approx((0.2 + 0.2 + 0.6) / 3)
+    rule = expected_metrics(labels, np.eye(3, dtype=np.float32)[[0, 0, 2, 1]])
+    assert rule["accuracy"] == 0.5 and rule["balanced_accuracy"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert "confusion" in rule  # a hard rule is scored with the plain metrics of its argmax
+    two_classes = expected_metrics(np.array([2, 2, 0]), prior[:3])
+    assert two_classes["balanced_accuracy"] == pytest.approx((0.2 + 0.6) / 2)
+    empty = expected_metrics(np.array([], dtype=np.int64), np.zeros((0, 3)) + 0.5)
+    assert empty["accuracy"] == 0.0 and empty["balanced_accuracy"] == 0.0
+
+
+def test_volatility_rule_prefers_fewer_regimes_on_a_tie():
+    vol = np.linspace(0, 1, 200)
+    cuts, classes = volatility_regime_rule(vol, np.full(200, 2), np.ones(3))
+    assert len(cuts) == 1 and classes == [2, 2]
+    assert cuts[0] == pytest.approx(np.quantile(vol, 0.1))
+
+
+def test_volatility_rule_finds_two_cuts_when_the_middle_differs():
+    rng = np.random.default_rng(1)
+    vol = rng.uniform(0, 1, 2000)
+    labels = np.where(vol < 0.3, 0, np.where(vol < 0.7, 1, 2))
+    cuts, classes = volatility_regime_rule(vol, labels, np.ones(3))
+    assert cuts == pytest.approx([0.3, 0.7], abs=0.06) and classes == [0, 1, 2]
+
+
+def test_linear_model_picks_the_regularization_that_scores_best_on_validation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4))
+    y = np.where(x[:, 0] > 0.5, 2, np.where(x[:, 0] < -0.5, 0, 1))
+    model, fitted = linear_model(x[:400], y[:400], x[400:], y[400:], np.ones(3))
+    assert fitted["C"] == 1.0  # the weakest penalty: the signal is clean
+    assert fitted["converged"] is True and fitted["validation_balanced_accuracy"] > 0.9
+    assert (model.predict(x[400:]) == y[400:]).mean() > 0.9
+
+
+def test_fit_baselines_fits_on_train_and_predicts_test_only():
+    """A feature that says the class: the linear model and the volatility rule find it on train."""
+    rng = np.random.default_rng(2)
+    n = 900
+    signal = rng.uniform(-1, 1, n)
+    labels = np.where(signal > 0.33, 2, np.where(signal < -0.33, 0, 1)).astype(np.int8)
+    known = np.roll(labels, 3)
+    known[:3] = -1
+    ends = {"train": np.arange(5, 500), "validation": np.arange(520, 650), "test": np.arange(700, 900)}
+    arrays = arrays_of(labels, known, ends, volatility=signal + 1, matrix=signal[:, None])
+    fits = fit_baselines(arrays, signal[:, None], window=1, balanced_weights=True)
+    assert tuple(fits) == BASELINES
+    y_test = labels[ends["test"]]
+    for name, fit in fits.items():
+        assert fit.probs.shape == (200, 3), name
+    assert (fits["linear"].probs.argmax(axis=1) == y_test).mean() > 0.95
+    assert (fits["volatility_regime"].probs.argmax(axis=1) == y_test).mean() > 0.9
+    assert fits["volatility_regime"].fitted["classes"] == ["down", "range_bound", "up"]
+    train_prior = np.bincount(labels[ends["train"]], minlength=3) / 495
+    np.testing.assert_allclose(fits["class_prior"].probs[0], train_prior, rtol=1e-6)
+    assert fits["class_prior"].fitted["prior"] == dict(
+        zip(["down", "range_bound", "up"], train_prior.round(6).tolist(), strict=True)
+    )
+    majority = int(train_prior.argmax())
+    assert (fits["majority"].probs.argmax(axis=1) == majority).all()
+    np.testing.assert_array_equal(fits["persistence"].probs.argmax(axis=1), known[ends["test"]])
+    assert fits["persistence"].fitted["unknown_share"] == 0.0
+
+
+def test_fit_baselines_without_volatility_says_to_rebuild():
+    arrays = arrays_of([0, 1, 2] * 10, [-1] * 30, {"train": [0, 1, 2], "validation": [3], "test": [4]})
+    with pytest.raises(ValueError, match="no trailing volatility: rebuild"):
+        fit_baselines(arrays, np.zeros((30, 1)), window=1, balanced_weights=True)

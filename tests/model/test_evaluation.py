@@ -1,0 +1,455 @@
+"""Judging a model: the evidence the walk-forward gate reads, the champion on common windows, the
+holdout evaluation, and logits turned into probabilities. Small hand-made predictions with answers
+computed here, and a tiny dataset with untrained tiny models (no training: seconds)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.config import GateConfig, ModelConfig
+from models.dataset.arrays import load_arrays, normalized_matrix
+from models.dataset.build import build_dataset
+from models.dataset.windows import gather
+from models.training import evaluation as ev
+from models.training.baselines import baselines
+from models.training.network import build_model, forward
+from tests.helpers import sample_prices, tiny_config
+
+# -- walk_forward_evidence on hand-made pooled predictions ----------------------------------------
+
+
+def balanced(y: np.ndarray, correct: np.ndarray) -> float:
+    return float(np.mean([correct[y == c].mean() for c in range(3) if (y == c).any()]))
+
+
+def pooled_predictions(seed: int = 0, sessions: int = 60, tickers: int = 2) -> dict[str, np.ndarray]:
+    """Two folds of `sessions // 2` sessions, `tickers` windows a session. Ticker 0's calls are all
+    right; ticker 1's are right a third of the time (like the baselines)."""
+    rng = np.random.default_rng(seed)
+    n = sessions * tickers
+    y = rng.integers(0, 3, n)
+    ticker = np.tile(np.arange(tickers), sessions)
+    wrong = (y + rng.integers(1, 3, n)) % 3
+    pred = np.where((ticker == 0) | (rng.random(n) < 1 / 3), y, wrong)
+    fold = np.repeat(np.arange(2), n // 2)
+    days = np.repeat(np.arange(sessions), tickers)
+    return {
+        "rows": np.arange(n) + 100,
+        "dates": (np.datetime64("2024-01-01") + days).astype("datetime64[ns]"),
+        "ticker_ids": ticker.astype(np.int32),
+        "labels": y,
+        "model": np.eye(3, dtype=np.float32)[pred] * 0.8 + 0.2 / 3,
+        "train_direction": np.where(fold == 0, 2, 0),
+        "fold": fold.astype(np.int32),
+        "baseline_majority": np.eye(3, dtype=np.float32)[np.full(n, 2)],
+        "baseline_persistence": np.eye(3, dtype=np.float32)[np.where(rng.random(n) < 0.5, y, wrong)],
+        "baseline_class_prior": np.tile(np.array([0.2, 0.3, 0.5], dtype=np.float32), (n, 1)),
+    }
+
+
+def fold_records(pooled: dict[str, np.ndarray]) -> list[dict]:
+    records = []
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    for f in (1, 0):  # out of order: the evidence sorts them
+        m = pooled["fold"] == f
+        records.append(
+            {
+                "fold": f,
+                "splits": {"test": [f"t{f}a", f"t{f}b"], "train": [f"r{f}a", f"r{f}b"]},
+                "metrics": {"balanced_accuracy": balanced(y[m], (pred == y)[m])},
+                "baselines": {
+                    "majority": {"balanced_accuracy": balanced(y[m], (y == 2)[m])},
+                    "persistence": {"balanced_accuracy": 0.3 - 0.01 * f},
+                    "class_prior": {"balanced_accuracy": 0.3 + 0.01 * f},
+                },
+            }
+        )
+    return records
+
+
+def test_evidence_numbers_by_hand():
+    pooled = pooled_predictions()
+    y = pooled["labels"]
+    gate = GateConfig(bootstrap_samples=500)
+    evidence = ev.walk_forward_evidence(pooled, fold_records(pooled), ("AAA", "BBB"), 1, gate)
+    pred = pooled["model"].argmax(axis=1)
+    ours = balanced(y, (pred == y).astype(float))
+    assert evidence["model"]["balanced_accuracy"] == pytest.approx(ours)
+    assert evidence["model"]["accuracy"] == pytest.approx((pred == y).mean())
+    prior = np.array([0.2, 0.3, 0.5])
+    persistence = pooled["baseline_persistence"].argmax(axis=1) == y
+    theirs = {
+        "majority": balanced(y, (y == 2).astype(float)),
+        "persistence": balanced(y, persistence.astype(float)),
+        "class_prior": float(prior[np.unique(y)].mean()),
+    }
+    assert set(evidence["baselines"]) == set(theirs)
+    for name, value in theirs.items():
+        base = evidence["baselines"][name]
+        assert base["balanced_accuracy"] == pytest.approx(value), name
+        assert base["interval"]["estimate"] == pytest.approx(value, abs=1e-6)
+        diff = base["difference"]
+        assert diff["estimate"] == pytest.approx(ours - value, abs=1e-6)
+        assert diff["lower"] < diff["estimate"] < diff["upper"] and diff["confidence"] == 0.95
+        assert diff["lower"] > 0  # ticker 0 is always right: a real edge over both
+    assert evidence["baselines"]["majority"]["accuracy"] == pytest.approx((y == 2).mean())
+    assert evidence["baselines"]["class_prior"]["accuracy"] == pytest.approx(prior[y].mean())
+    assert evidence["strongest_baseline"] == "persistence" == max(theirs, key=theirs.get)
+    interval = evidence["model"]["interval"]
+    assert interval["estimate"] == pytest.approx(ours, abs=1e-6)
+    assert interval["lower"] < interval["estimate"] < interval["upper"]
+
+    sample = evidence["sample"]
+    assert sample["windows"] == 120 and sample["sessions"] == 60 and sample["tickers"] == 2
+    assert sample["label_periods"] == 60.0 and sample["block_sessions"] == 4  # max(2 x 1, cbrt(60))
+    assert sample["bootstrap_samples"] == 500 and sample["confidence"] == 0.95
+    assert 1 <= sample["effective_windows"] <= 120
+
+    for row, f in zip(evidence["folds"], (0, 1), strict=True):
+        m = pooled["fold"] == f
+        record = next(r for r in fold_records(pooled) if r["fold"] == f)
+        scores = {n: b["balanced_accuracy"] for n, b in record["baselines"].items()}
+        best = max(scores, key=scores.get)
+        assert row["fold"] == f and row["windows"] == int(m.sum())
+        assert row["test"] == [f"t{f}a", f"t{f}b"] and row["train"] == [f"r{f}a", f"r{f}b"]
+        assert row["model"] == record["metrics"]["balanced_accuracy"] and row["baselines"] == scores
+        assert row["strongest"] == best
+        assert row["difference"] == pytest.approx(row["model"] - scores[best])
+        assert row["interval"]["estimate"] == pytest.approx(row["difference"], abs=1e-6)
+        assert row["interval"]["lower"] <= row["interval"]["upper"]
+
+
+def test_direction_skill_counts_only_up_down_calls_on_windows_that_moved():
+    pooled = pooled_predictions(seed=3)
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    evidence = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB"), 1, GateConfig(bootstrap_samples=300)
+    )
+    direction = evidence["direction"]["difference"]
+    moved = (y != 1) & (pred != 1)
+    hits = ((pred == y) & moved).sum() / moved.sum()
+    base = ((pooled["train_direction"] == y) & moved).sum() / moved.sum()
+    assert direction["windows"] == int(moved.sum())
+    assert direction["model"] == pytest.approx(hits) and direction["baseline"] == pytest.approx(base)
+    assert direction["baseline_class"] == "down/up"  # fold 0 trained on mostly up, fold 1 on down
+    assert direction["estimate"] == pytest.approx(hits - base, abs=1e-6)
+    assert direction["lower"] <= direction["estimate"] <= direction["upper"]
+
+    # Every call range_bound: no up/down call at all, nothing to bound.
+    flat = pooled | {"model": np.tile(np.array([0.1, 0.8, 0.1], dtype=np.float32), (120, 1))}
+    none = ev.walk_forward_evidence(
+        flat, fold_records(flat), ("AAA", "BBB"), 1, GateConfig(bootstrap_samples=300)
+    )["direction"]["difference"]
+    assert none["windows"] == 0 and np.isnan(none["model"]) and np.isnan(none["lower"])
+    assert none["confidence"] == 0.95
+
+
+def test_per_ticker_rows_and_the_ticker_that_carries_the_result():
+    pooled = pooled_predictions(seed=1, tickers=3)
+    y = pooled["labels"]
+    evidence = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB", "CCC"), 1, GateConfig(bootstrap_samples=300)
+    )
+    strongest = evidence["strongest_baseline"]
+    key = f"baseline_{strongest}"
+    pred = pooled["model"].argmax(axis=1)
+    correct = (pred == y).astype(float)
+    base_correct = pooled[key][np.arange(len(y)), y].astype(float)
+    rows = {r["ticker"]: r for r in evidence["per_ticker"]}
+    assert list(rows) == ["AAA", "BBB", "CCC"]
+    for tid, name in enumerate(("AAA", "BBB", "CCC")):
+        m = pooled["ticker_ids"] == tid
+        row = rows[name]
+        assert row["windows"] == int(m.sum())
+        assert row["model"] == pytest.approx(balanced(y[m], correct[m]))
+        assert row["baseline"] == pytest.approx(balanced(y[m], base_correct[m]))
+        assert row["difference"] == pytest.approx(row["model"] - row["baseline"])
+        rest = ~m
+        without = balanced(y[rest], correct[rest]) - balanced(y[rest], base_correct[rest])
+        assert row["difference_without"] == pytest.approx(without)
+    # Without AAA the model is no better than the baseline: AAA alone carries the result.
+    assert evidence["carried_by"] == ["AAA"]
+    # A minimum effect above the overall difference: nothing is "carried".
+    high = ev.walk_forward_evidence(
+        pooled,
+        fold_records(pooled),
+        ("AAA", "BBB", "CCC"),
+        1,
+        GateConfig(bootstrap_samples=300, min_effect=0.9),
+    )
+    assert high["carried_by"] == []
+
+
+def test_a_ticker_without_windows_has_no_row():
+    pooled = pooled_predictions(seed=2)
+    evidence = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB", "ZZZ"), 1, GateConfig(bootstrap_samples=200)
+    )
+    assert [r["ticker"] for r in evidence["per_ticker"]] == ["AAA", "BBB"]
+
+
+def test_the_bootstrap_is_reproducible_and_its_block_follows_the_config():
+    pooled = pooled_predictions(seed=4)
+    gate = GateConfig(bootstrap_samples=300, block_sessions=5, bootstrap_seed=9)
+    a = ev.walk_forward_evidence(pooled, fold_records(pooled), ("AAA", "BBB"), 1, gate)
+    b = ev.walk_forward_evidence(pooled, fold_records(pooled), ("AAA", "BBB"), 1, gate)
+    assert a == b
+    assert a["sample"]["block_sessions"] == 5
+    # Folds too short for two blocks get no interval (a bootstrap there would be meaningless).
+    short = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB"), 1, gate.model_copy(update={"block_sessions": 16})
+    )
+    assert all("interval" not in row for row in short["folds"])
+    assert "interval" in a["folds"][0]
+
+
+# -- predictions: logits become probabilities -----------------------------------------------------
+
+
+def test_a_logits_head_is_turned_into_probabilities_and_a_softmax_head_is_left_alone():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(60, 2)).astype("float32") * 3
+    ends = np.arange(4, 60)
+    keras.utils.set_random_seed(1)
+    logits_model = build_model(ModelConfig(lstm_units=(3,), output_activation="linear"), 5, 2, seed=1)
+    raw = forward(logits_model, gather(matrix, ends, 5))
+    assert not np.allclose(raw.sum(axis=1), 1.0, atol=1e-3)  # the head really gives logits
+    probs = ev.predict_windows(logits_model, matrix, ends, 5)
+    expected = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    softmax_model = build_model(ModelConfig(lstm_units=(3,)), 5, 2, seed=1)
+    np.testing.assert_array_equal(
+        ev.predict_windows(softmax_model, matrix, ends, 5), forward(softmax_model, gather(matrix, ends, 5))
+    )
+    assert ev.predict_windows(softmax_model, matrix, ends[:0], 5).shape == (0, 3)
+
+
+# -- a tiny real dataset, tiny untrained models: evaluate_run and the champion ---------------------
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    config = tiny_config(evaluation={"scheme": "holdout"})
+    info = build_dataset(sample_prices(config), config, tmp_path_factory.mktemp("ds"), {"kind": "sample"})
+    return config, info
+
+
+def save_model(path, info, seed, activation="softmax"):
+    model = build_model(
+        ModelConfig(lstm_units=(2,), output_activation=activation), info.window, len(info.features), seed=seed
+    )
+    model.save(path)
+    return path
+
+
+def champion_bundle(folder, info, seed=3, **manifest_changes):
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / "model.keras", info, seed)
+    shutil.copy(info.stats_path, folder / "stats.parquet")
+    manifest = {
+        "features": list(info.features),
+        "window": info.window,
+        "horizon": info.horizon,
+        "labels": {"rule": info.label_rule["rule"], "scale": info.theta},
+        "splits": info.splits,
+    }
+    for key, value in manifest_changes.items():
+        manifest[key] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def hand_metrics(model_path, info):
+    arrays = load_arrays(info.path)
+    ends = arrays.ends["test"]
+    model = keras.saving.load_model(model_path)
+    probs = forward(model, gather(normalized_matrix(info, arrays), ends, info.window))
+    y = arrays.labels[ends].astype(np.int64)
+    return y, probs.argmax(axis=1), probs
+
+
+def test_evaluate_run_scores_the_test_split_and_the_champion_on_the_same_windows(dataset, tmp_path):
+    config, info = dataset
+    model_path = save_model(tmp_path / "ours.keras", info, seed=5)
+    y, pred, _ = hand_metrics(model_path, info)
+    fatal = [{"code": "dead-units", "message": "dead", "fatal": True}]
+    bundle = champion_bundle(tmp_path / "champion", info)
+    result = ev.evaluate_run(info.path, model_path, config.gate, fatal, bundle, 4)
+    assert result["scheme"] == "holdout" and result["metrics"]["windows"] == len(y)
+    assert result["metrics"]["balanced_accuracy"] == pytest.approx(balanced(y, (pred == y).astype(float)))
+    assert result["metrics"]["accuracy"] == pytest.approx((pred == y).mean())
+    assert result["baselines"] == baselines(load_arrays(info.path))
+    cy, cpred, _ = hand_metrics(bundle / "model.keras", info)
+    assert result["champion"]["version"] == 4 and result["champion_version"] == 4
+    assert result["champion"]["balanced_accuracy"] == pytest.approx(balanced(cy, (cpred == cy).astype(float)))
+    assert result["gate"]["verdict"] == "rejected"
+    assert result["gate"]["reasons"][0] == "guard 'dead-units': dead"  # the fatal list reached the gate
+    assert any(c["against"] == "champion v4" for c in result["gate"]["comparisons"])
+    assert result["inputs"] == {
+        "scheme": "holdout",
+        "dataset": str(info.path),
+        "model": str(model_path),
+        "fatal": fatal,
+    }
+    # rejudge against no champion: the same scores, no champion comparison
+    again = ev.rejudge(result, config, None, None)
+    assert again["metrics"] == result["metrics"] and again["champion"] is None
+    assert again["champion_version"] is None
+    assert all(not c["against"].startswith("champion") for c in again["gate"]["comparisons"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"features": ["log_return"]},
+        {"window": 99},
+        {"horizon": 99},
+        {"labels": {"rule": "volatility", "scale": 0.005}},
+        {"labels": {"rule": "fixed", "scale": 0.123}},
+    ],
+    ids=["features", "window", "horizon", "rule", "scale"],
+)
+def test_a_champion_trained_on_other_terms_is_not_compared(dataset, tmp_path, change):
+    config, info = dataset
+    bundle = champion_bundle(tmp_path / "champion", info, **change)
+    assert ev.champion_metrics(bundle, 2, info, load_arrays(info.path)) is None
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    record = ev.champion_comparison(pooled, info, config.gate, 4, bundle, 2)
+    assert record == {
+        "version": 2,
+        "compared": False,
+        "blocks": False,
+        "reason": "not comparable: trained with other features, window, horizon or labels",
+    }
+
+
+def pooled_from(info, model_path):
+    save_model(model_path, info, seed=5)
+    arrays = load_arrays(info.path)
+    ends = arrays.ends["test"]
+    y, _, probs = hand_metrics(model_path, info)
+    return {"rows": ends, "dates": arrays.dates[ends], "labels": y, "model": probs}
+
+
+def test_the_champion_is_compared_only_on_windows_it_never_saw(dataset, tmp_path):
+    config, info = dataset
+    arrays = load_arrays(info.path)
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    test_dates = np.unique(pooled["dates"])
+    # The champion's training and early stopping saw data up to a day inside our test period.
+    seen_until = pd.Timestamp(test_dates[30]).date().isoformat()
+    splits = {**info.splits, "validation": [info.splits["validation"][0], seen_until]}
+    bundle = champion_bundle(tmp_path / "champion", info, splits=splits)
+    gate = config.gate.model_copy(update={"bootstrap_samples": 300})
+    record = ev.champion_comparison(pooled, info, gate, 4, bundle, 6)
+    first_input = arrays.dates[pooled["rows"] - (info.window - 1)]
+    fresh = first_input > np.datetime64(seen_until)
+    assert record["compared"] is True and record["blocks"] is True and record["version"] == 6
+    assert record["windows"] == int(fresh.sum()) and 0 < fresh.sum() < len(fresh)
+    assert record["sessions"] == len(np.unique(pooled["dates"][fresh]))
+    assert record["from"] == str(pd.Timestamp(pooled["dates"][fresh].min()).date())
+    y = pooled["labels"][fresh]
+    ours = balanced(y, (pooled["model"][fresh].argmax(axis=1) == y).astype(float))
+    _, champion_pred, _ = hand_metrics(bundle / "model.keras", info)
+    theirs = balanced(y, (champion_pred[fresh] == y).astype(float))
+    assert record["ours"] == pytest.approx(ours) and record["balanced_accuracy"] == pytest.approx(theirs)
+    diff = record["difference"]
+    assert diff["estimate"] == pytest.approx(ours - theirs, abs=1e-6)
+    assert diff["lower"] <= diff["estimate"] <= diff["upper"] and diff["confidence"] == 0.95
+
+    # Too few common sessions: said with the numbers; it blocks because the champion is not older.
+    strict = gate.model_copy(update={"min_champion_sessions": 10_000})
+    few = ev.champion_comparison(pooled, info, strict, 4, bundle, 6)
+    assert few == {
+        "version": 6,
+        "compared": False,
+        "blocks": True,
+        "reason": f"only {record['sessions']} common out-of-sample sessions after its validation end "
+        f"{seen_until} (needs 10000)",
+        "sessions": record["sessions"],
+    }
+    # An older champion (its test period ended before ours) does not block.
+    older = {**splits, "test": [splits["test"][0], pd.Timestamp(test_dates[40]).date().isoformat()]}
+    bundle_older = champion_bundle(tmp_path / "older", info, splits=older)
+    assert ev.champion_comparison(pooled, info, strict, 4, bundle_older, 6)["blocks"] is False
+
+
+def test_walk_forward_evaluation_pools_the_folds_and_hands_every_fatal_diagnosis_to_the_gate(
+    dataset, tmp_path
+):
+    import dataclasses
+
+    config, info = dataset
+    config = config.model_copy(update={"gate": GateConfig(bootstrap_samples=300)})
+    pooled = pooled_predictions(seed=5)
+    diagnoses = {
+        0: [{"code": "exploding-loss", "message": "loss 1e4", "fatal": True}],
+        1: [
+            {"code": "constant-feature", "message": "flag only", "fatal": False},
+            {"code": "dead-units", "message": "no key says fatal: fatal"},
+        ],
+    }
+    records = []
+    for record in fold_records(pooled):
+        f = record["fold"]
+        m = pooled["fold"] == f
+        path = tmp_path / f"fold-{f}.npz"
+        part = {k: v[m] for k, v in pooled.items() if k not in ("fold", "train_direction")}
+        np.savez(path, **part, train_direction=np.array(2 if f == 0 else 0))
+        records.append(
+            record
+            | {
+                "predictions": str(path),
+                "sizes": {"train": 10 + f},
+                "audit": {"passed": True, "fold": f},
+                "splits": record["splits"] | {"validation": [f"v{f}a", f"v{f}b"]},
+                "training": {
+                    "diagnoses": diagnoses[f],
+                    "epochs_run": 3 + f,
+                    "best_epoch": 1,
+                    "seconds": 1.234567,
+                },
+            }
+        )
+    folds = [dataclasses.replace(info, fold=f) for f in (0, 1)]
+    records.sort(key=lambda r: r["fold"])  # as the flow hands them over
+    result = ev.evaluate_walk_forward(records, folds, config, tmp_path / "evaluation")
+    pooled_back = dict(np.load(tmp_path / "evaluation" / ev.POOLED_FILE))
+    for key in ("labels", "model", "fold", "train_direction", "baseline_persistence"):
+        np.testing.assert_array_equal(pooled_back[key], pooled[key])
+    assert result["inputs"]["fatal"] == [
+        {"code": "exploding-loss", "message": "loss 1e4", "fatal": True, "fold": 0},
+        {"code": "dead-units", "message": "no key says fatal: fatal", "fold": 1},
+    ]
+    assert [d["fold"] for d in result["diagnoses"]] == [0, 1, 1]
+    assert result["gate"]["verdict"] == "rejected"
+    assert result["gate"]["reasons"][0] == (
+        "fold 0: guard 'exploding-loss': loss 1e4; fold 1: guard 'dead-units': no key says fatal: fatal"
+    )
+    assert result["fold_runs"] == [
+        {
+            "fold": f,
+            "sizes": {"train": 10 + f},
+            "validation": [f"v{f}a", f"v{f}b"],
+            "epochs_run": 3 + f,
+            "best_epoch": 1,
+            "seconds": 1.23,
+            "leakage_audit": {"passed": True, "fold": f},
+        }
+        for f in (0, 1)
+    ]
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    assert result["metrics"]["balanced_accuracy"] == pytest.approx(balanced(y, (pred == y).astype(float)))
+    assert result["metrics"]["interval"] == result["walk_forward"]["model"]["interval"]
+    assert result["baselines"] == result["walk_forward"]["baselines"]
+    assert result["scheme"] == "walk_forward" and result["champion"] is None
+    assert result["inputs"]["dataset"] == folds[1].path
+    # Judged again (another champion in place; here none): the same verdict from the stored inputs.
+    again = ev.rejudge(result, config, None, None)
+    assert again["gate"] == result["gate"] and again["metrics"] == result["metrics"]
