@@ -15,7 +15,7 @@ export KERAS_HOME ?= $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: help demo test test-fast lint format env clean serve deploy stop bench
+.PHONY: help demo test test-fast lint format env clean serve deploy stop bench mutate
 
 # `make serve`: a Prefect server on 127.0.0.1 and a process worker, in the background; pids and logs
 # under $(SERVE_DIR)/. The server keeps its own database ($(SERVE_DIR)/server/) so `make demo`'s
@@ -36,6 +36,7 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  the benchmarks (ratios measured side by side)"
+	@echo "make mutate mutation testing of the guarantee modules (not CI; MODULES=\"gate audit\" for some)"
 	@echo "make serve  start a local Prefect server (127.0.0.1:$(PREFECT_PORT)) and a worker in the background"
 	@echo "make deploy create the work pool, deploy prefect.yaml (nightly, manual, backfill) and apply operations.yaml"
 	@echo "make stop   stop the worker and the server started by make serve"
@@ -64,6 +65,14 @@ test: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(PY) -m bench $(ARGS)
+
+# `make mutate`: mutmut over the functions that carry guarantees (bench/mutate.py lists them), each
+# mutant run against the fast tests that cover it, one at a time and niced (2 shared cores); prints
+# the score per module and every survivor not listed in bench/mutation_equivalents.py, and exits 1
+# if there is one. Not part of CI. Scores and times: bench/MUTATION.md.
+MODULES ?=
+mutate: $(VENV)/.synced
+	nice -n 10 $(PY) -m bench.mutate $(MODULES) $(ARGS)
 
 test-fast: $(VENV)/.synced
 	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)

@@ -52,7 +52,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "bootstrap": ("models/training/bootstrap.py", ("models.training.bootstrap.*",)),
     "baselines": ("models/training/baselines.py", ("models.training.baselines.*",)),
     "audit": ("models/dataset/audit.py", ("models.dataset.audit.*",)),
-    "registry aliases": (
+    "aliases": (
         "models/registry/local.py",
         tuple(
             f"models.registry.local.x{name}__*"
@@ -81,7 +81,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "models.registry.publication.x__name__*",
         ),
     ),
-    "store writes": (
+    "store": (
         "models/prices/store.py",
         tuple(
             f"models.prices.store.x_{name}__*"
@@ -98,7 +98,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             )
         ),
     ),
-    "source errors": ("models/prices/sources.py", ("models.prices.sources.x_classify_yfinance_error__*",)),
+    "sources": ("models/prices/sources.py", ("models.prices.sources.x_classify_yfinance_error__*",)),
 }
 
 # mutmut's exit-code statuses, as `mutmut results --all true` prints them.
@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mutate", description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"some of: {', '.join(MODULES)}")
     parser.add_argument("--list", action="store_true", help="list the modules and their functions")
+    parser.add_argument(
+        "--children", type=int, default=1, help="mutants run at once (default 1: 2 shared cores)"
+    )
     parser.add_argument("--json", type=Path, help="also write the scores and survivors to this file")
     args = parser.parse_args(argv)
     if args.list:
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     globs = [g for _, gs in chosen.values() for g in gs]
     (ROOT / "mutants").mkdir(exist_ok=True)
-    mutmut("run", *globs, log=ROOT / "mutants" / "run.log")
+    mutmut("run", "--max-children", str(args.children), *globs, log=ROOT / "mutants" / "run.log")
     seconds = time.perf_counter() - started
     found = statuses()
 
