@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.config import CLASS_NAMES
 from models.dataset import audit as ds_audit
 from models.dataset import build as ds_build
+from models.dataset import labels as labelling
 from models.dataset.arrays import load_arrays
 from models.dataset.normalization import read_stats
 from models.dataset.windows import SplitRanges
@@ -181,3 +183,134 @@ def test_a_history_too_short_for_three_splits_is_refused_before_training(tmp_pat
     with pytest.raises(GuardFailure) as err:
         ds_build.build_dataset(recent, config, tmp_path, {"kind": "sample"})
     assert "empty-split" in err.value.codes, err.value
+
+
+# -- what the refusals say, word for word: a diagnosis is a claim the user acts on ------------------
+
+
+def test_the_leakage_diagnosis_says_what_leaked_and_the_fix_and_carries_the_evidence(built):
+    config, info, arrays, ranges, stats = built
+    w, h = config.window.length, config.labels.horizon
+    honest = ds_audit.audit_leakage(arrays, ranges, stats, config)
+    short = config.model_copy(update={"split": config.split.model_copy(update={"purge_sessions": w + h - 1})})
+    meta = {**stats.metadata, "fit_end": str((ranges.train[1] + pd.Timedelta(days=1)).date())}
+    with pytest.raises(GuardFailure) as err:
+        ds_audit.audit_leakage(arrays, ranges, dataclasses.replace(stats, metadata=meta), short)
+    (d,) = err.value.diagnoses
+    first_val_input = pd.Timestamp(arrays.dates[arrays.ends["validation"] - (w - 1)].min()).date()
+    assert d.message == (
+        "The dataset leaks information across split boundaries: "
+        f"purge of {w + h - 1} sessions is shorter than window + horizon = {w} + {h} = {w + h}, "
+        "so the last train labels can see the first validation inputs; "
+        f"normalization stats were fitted on {ranges.train[0].date()}..{meta['fit_end']}, beyond the train "
+        f"split {ranges.as_dict()['train']} (first validation input {first_val_input})."
+    )
+    assert d.suggestion == (
+        "Leave purge_sessions unset (it defaults to window + horizon) and fit normalization on the "
+        "train split only."
+    )
+    assert d.fatal is True
+    assert d.evidence == {
+        "splits": ranges.as_dict(),
+        "gap_train_validation": honest["gap_train_validation"],
+        "gap_validation_test": honest["gap_validation_test"],
+        "stats_fit": [ranges.train[0].date().isoformat(), meta["fit_end"]],
+    }
+
+
+def test_every_split_is_checked_even_after_one_without_windows(built):
+    """An empty validation split is skipped, not the end of the checks: a single bad test window
+    after it is still found."""
+    config, _, arrays, ranges, stats = built
+    w = config.window.length
+    early = int(arrays.ends["test"][0]) - 1  # its first input is the day before the test range
+    tampered = dataclasses.replace(
+        arrays, ends={**arrays.ends, "validation": np.array([], dtype=np.int64), "test": np.array([early])}
+    )
+    message = refused(tampered, ranges, stats, config)
+    assert f"test window ending {pd.Timestamp(arrays.dates[early]).date()} reads from " in message
+    assert pd.Timestamp(arrays.dates[early - (w - 1)]) < ranges.test[0]
+
+
+def test_stats_may_not_end_on_the_first_validation_input_the_windows_read(built):
+    """The first validation input is taken from the validation windows themselves, not from the
+    range: a validation window reaching back to the last train session makes train-fitted stats
+    (ending that day) leak, at the boundary (fit end == first validation input)."""
+    config, _, arrays, ranges, stats = built
+    w = config.window.length
+    last_train_row = int(np.flatnonzero(arrays.dates == np.datetime64(ranges.train[1], "ns"))[0])
+    reaching = last_train_row + w - 1  # a window of the same ticker whose first input is that day
+    assert arrays.ticker_ids[reaching] == arrays.ticker_ids[last_train_row]
+    tampered = with_ends(arrays, "validation", [reaching, *arrays.ends["validation"]])
+    message = refused(tampered, ranges, stats, config)
+    assert str(stats.metadata["fit_end"]) == str(ranges.train[1].date())
+    assert (
+        f"normalization stats were fitted on {ranges.train[0].date()}..{ranges.train[1].date()}, beyond "
+        f"the train split {ranges.as_dict()['train']} (first validation input {ranges.train[1].date()})"
+    ) in message
+
+
+def test_the_empty_split_diagnosis_says_the_fix(built):
+    config, _, arrays, _, _ = built
+    with pytest.raises(GuardFailure) as err:
+        ds_audit.check_label_contract(with_ends(arrays, "validation", []), config)
+    (d,) = err.value.diagnoses
+    assert (d.code, d.message, d.suggestion, d.evidence, d.fatal) == (
+        "empty-split",
+        "The validation split has no complete labelled window.",
+        "Load a longer history or shorten window, horizon or purge.",
+        {},
+        True,
+    )
+
+
+def test_a_class_missing_from_train_is_named_with_the_shares(built):
+    config, _, arrays, _, _ = built
+    labels = arrays.labels.copy()
+    train = arrays.ends["train"]
+    labels[train] = np.where(labels[train] == 1, 2, labels[train])  # no train window keeps class 1
+    tampered = dataclasses.replace(arrays, labels=labels)
+    loose = config.model_copy(update={"labels": config.labels.model_copy(update={"max_class_share": 0.99})})
+    with pytest.raises(GuardFailure) as err:
+        ds_audit.check_label_contract(tampered, loose)
+    (d,) = err.value.diagnoses
+    shares = {s: labelling.class_shares(labels[arrays.ends[s]]) for s in ("train", "validation", "test")}
+    assert d.code == "class-missing"
+    assert d.message == (
+        f"The train split has no '{CLASS_NAMES[1]}' windows, so the model cannot learn them."
+    )
+    assert d.suggestion == f"Change theta ({config.labels.theta}) or the horizon so every class occurs."
+    assert d.evidence == {"class_shares": shares}
+    # Two classes missing: both named.
+    labels[train] = np.where(labels[train] >= 0, 2, labels[train])
+    with pytest.raises(GuardFailure) as err:
+        ds_audit.check_label_contract(dataclasses.replace(arrays, labels=labels), loose)
+    assert err.value.diagnoses[0].message.startswith(
+        f"The train split has no '{CLASS_NAMES[0]}, {CLASS_NAMES[1]}' windows"
+    )
+
+
+def test_class_imbalance_is_refused_above_the_limit_not_at_it(built):
+    config, _, arrays, _, _ = built
+    shares = ds_audit.check_label_contract(arrays, config)
+    split, top = max(((s, c) for s in shares for c in shares[s]), key=lambda sc: shares[sc[0]][sc[1]])
+    share = shares[split][top]
+
+    def limited(limit):
+        return config.model_copy(
+            update={"labels": config.labels.model_copy(update={"max_class_share": limit})}
+        )
+
+    assert ds_audit.check_label_contract(arrays, limited(share)) == shares  # at the limit: accepted
+    with pytest.raises(GuardFailure) as err:
+        ds_audit.check_label_contract(arrays, limited(share - 1e-9))
+    d = next(d for d in err.value.diagnoses if split in d.message)
+    assert d.code == "class-imbalance"
+    assert d.message == (
+        f"{share:.1%} of the {split} labels are '{top}' (limit {share - 1e-9:.0%}): the labelling is degenerate."
+    )
+    assert d.suggestion == (
+        f"Check theta ({config.labels.theta}) against typical {config.labels.horizon}-day returns; a theta "
+        "far too large or small puts every window in one class."
+    )
+    assert d.evidence == {"class_shares": shares}

@@ -134,3 +134,96 @@ def test_fit_baselines_without_volatility_says_to_rebuild():
     arrays = arrays_of([0, 1, 2] * 10, [-1] * 30, {"train": [0, 1, 2], "validation": [3], "test": [4]})
     with pytest.raises(ValueError, match="no trailing volatility: rebuild"):
         fit_baselines(arrays, np.zeros((30, 1)), window=1, balanced_weights=True)
+
+
+def test_holdout_baselines_when_train_or_test_lacks_a_class_or_holds_one_window():
+    # Train lacks 'up', test has it: every share is over the three classes.
+    out = baselines(arrays_of([0, 1, 2, 1], [-1] * 4, {"train": [0, 1], "test": [2, 3]}))
+    assert out["class_prior"] == {"accuracy": pytest.approx(0.25), "balanced_accuracy": pytest.approx(0.25)}
+    # Test lacks 'up', train has it.
+    out = baselines(arrays_of([2, 2, 0], [-1] * 3, {"train": [0, 1], "test": [2]}))
+    assert out["class_prior"] == {"accuracy": 0.0, "balanced_accuracy": 0.0}
+    # One window each: shares are over one window, not two.
+    out = baselines(arrays_of([1, 1], [-1] * 2, {"train": [0], "test": [1]}))
+    assert out["class_prior"] == {"accuracy": 1.0, "balanced_accuracy": 1.0}
+    # No test window: no class to average over.
+    with np.errstate(all="raise"):
+        out = baselines(arrays_of([1, 1], [-1] * 2, {"train": [0, 1], "test": []}))
+    assert out["class_prior"] == {"accuracy": 0.0, "balanced_accuracy": 0.0}
+
+
+def test_volatility_rule_regimes_take_their_weighted_majority_and_an_empty_regime_says_down():
+    # One volatility level: one cut at it, every window in the upper regime, the lower one empty.
+    labels = np.array([0] * 10 + [2] * 8)
+    cuts, classes = volatility_regime_rule(np.full(18, 0.2), labels, np.ones(3))
+    assert cuts == [0.2] and classes == [0, 0]
+    weighted = volatility_regime_rule(np.full(18, 0.2), labels, np.array([0.5, 10.0, 2.0]))[1]
+    assert weighted == [0, 2]  # 8 x 2.0 beats 10 x 0.5
+
+
+def test_volatility_rule_tries_two_neighbouring_deciles_as_cuts():
+    vol = np.linspace(0, 1, 1001)
+    labels = np.where((vol > 0.4) & (vol <= 0.5), 1, 0)  # the middle regime is one decile wide
+    cuts, classes = volatility_regime_rule(vol, labels, np.array([1.0, 5.0, 1.0]))
+    assert cuts == pytest.approx([0.4, 0.5]) and classes == [0, 1, 0]
+
+
+def test_a_test_window_at_a_cut_belongs_to_the_upper_regime():
+    n = 103
+    vol = np.r_[np.zeros(50), np.ones(50), [0.5, 0.5, 0.5]]
+    labels = np.r_[np.zeros(50), np.full(50, 2), [0, 0, 0]].astype(np.int8)
+    ends = {"train": np.arange(100), "validation": np.arange(100), "test": np.array([100, 101, 102])}
+    arrays = arrays_of(labels, np.full(n, -1), ends, volatility=vol, matrix=vol[:, None])
+    fits = fit_baselines(arrays, vol[:, None], window=1, balanced_weights=False)
+    assert fits["volatility_regime"].fitted == {"cuts": [0.5], "classes": ["down", "up"]}
+    assert (fits["volatility_regime"].probs.argmax(axis=1) == 2).all()
+
+
+def test_fit_baselines_records_what_each_baseline_was_fitted_to():
+    rng = np.random.default_rng(4)
+    n = 300
+    signal = rng.uniform(-1, 1, n)
+    labels = np.where(signal > 0.33, 2, np.where(signal < -0.33, 0, 1)).astype(np.int8)
+    known = np.full(n, -1, dtype=np.int8)
+    known[[200, 201]] = [0, 2]  # two test windows know their last label (one of them 'down')
+    ends = {"train": np.arange(0, 150), "validation": np.arange(150, 200), "test": np.arange(200, 206)}
+    arrays = arrays_of(labels, known, ends, volatility=np.round(signal + 1, 3), matrix=signal[:, None])
+    fits = fit_baselines(arrays, signal[:, None], window=1, balanced_weights=True)
+    train_prior = np.bincount(labels[:150], minlength=3) / 150
+    majority = ["down", "range_bound", "up"][int(train_prior.argmax())]
+    assert fits["majority"].fitted == {"class": majority}
+    assert fits["persistence"].fitted == {"fallback": majority, "unknown_share": 0.666667}
+    assert fits["persistence"].probs.argmax(axis=1)[:2].tolist() == [0, 2]
+    cuts = fits["volatility_regime"].fitted["cuts"]
+    assert cuts == [round(c, 8) for c in cuts] and fits["volatility_regime"].fitted["classes"][0] == "down"
+    linear = fits["linear"].fitted
+    assert set(linear) == {"C", "validation_balanced_accuracy", "converged"}
+    assert linear["validation_balanced_accuracy"] == round(linear["validation_balanced_accuracy"], 6) > 0.8
+
+
+def test_linear_model_keeps_the_strongest_penalty_on_a_tie_and_rounds_its_score():
+    x = np.repeat(np.array([[-10.0], [0.0], [10.0]]), 20, axis=0)
+    y = np.repeat([0, 1, 2], 20)
+    _, fitted = linear_model(x, y, x, y, np.ones(3))
+    assert fitted == {"C": 0.01, "validation_balanced_accuracy": 1.0, "converged": True}
+    # A validation score that needs rounding: 2 of 3 classes right.
+    _, fitted = linear_model(x, y, x[:40], np.r_[np.zeros(20), np.full(20, 2)].astype(int), np.ones(3))
+    assert fitted["validation_balanced_accuracy"] == round(1 / 2, 6)
+
+
+def test_linear_model_uses_the_class_weights():
+    """Few 'up' windows that overlap the others: balanced weights make the model call 'up'."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 2))
+    y = np.where(x[:, 0] + rng.normal(scale=1.5, size=600) > 2.2, 2, 0)
+    weights = class_weights(y, True)
+    plain, _ = linear_model(x, y, x, y, np.ones(3))
+    balanced, _ = linear_model(x, y, x, y, weights)
+    assert (balanced.predict(x) == 2).sum() > 3 * max((plain.predict(x) == 2).sum(), 1)
+
+
+def test_fit_baselines_without_volatility_says_so_exactly():
+    arrays = arrays_of([0, 1, 2] * 10, [-1] * 30, {"train": [0, 1, 2], "validation": [3], "test": [4]})
+    with pytest.raises(ValueError) as err:
+        fit_baselines(arrays, np.zeros((30, 1)), window=1, balanced_weights=True)
+    assert str(err.value) == "the dataset has no trailing volatility: rebuild it to fit the volatility rule"

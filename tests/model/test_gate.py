@@ -460,3 +460,11 @@ def test_holdout_gate_rejects_on_any_fatal_diagnosis_whatever_the_scores():
     assert not verdict.promoted
     assert verdict.reasons == ["guard 'dead-units': every unit is dead"]
     assert all(c["passed"] for c in verdict.comparisons)
+
+
+def test_one_up_down_call_with_a_positive_bound_is_skill():
+    """The boundary of 'made a call': one window is enough evidence to count (its bound decides)."""
+    single = evidence()
+    single["direction"]["difference"] |= {"windows": 1, "lower": 0.2}
+    verdict = walk_forward_gate(single, GateConfig(require_direction_skill=True), [])
+    assert rule(verdict, "direction-skill")["passed"] is True and verdict.promoted
