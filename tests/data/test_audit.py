@@ -4,6 +4,7 @@ config were tampered with after an honest build; and the label contract's empty-
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -314,3 +315,117 @@ def test_class_imbalance_is_refused_above_the_limit_not_at_it(built):
         "far too large or small puts every window in one class."
     )
     assert d.evidence == {"class_shares": shares}
+
+
+# -- the stats-vs-data check: what it compares, its tolerance, and what it says -------------------
+
+
+def fit_range(info):
+    start, end = info.splits["train"]
+    return pd.Timestamp(start), pd.Timestamp(end)
+
+
+def shifted(stats, field, feature, by, scope=None):
+    """The stats with one number moved by `by` (a copy)."""
+    values = getattr(stats, field).copy()
+    index = (feature,) if scope is None else (scope, feature)
+    values[index] += by
+    return dataclasses.replace(stats, **{field: values})
+
+
+@pytest.fixture(scope="module")
+def per_ticker(tmp_path_factory):
+    config = tiny_config(
+        evaluation={"scheme": "holdout"},
+        features={"normalization": "per_ticker", "robust": ["log_volume_change"]},
+    )
+    info = ds_build.build_dataset(
+        sample_prices(config), config, tmp_path_factory.mktemp("audit-per-ticker"), {"kind": "sample"}
+    )
+    return config, info, load_arrays(info.path), read_stats(info.stats_path)
+
+
+def test_a_mean_off_by_ten_tolerances_is_found_and_named_word_for_word(built):
+    config, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    j = 1
+    assert stats.std[j] < 0.5  # tolerance relative to the std, not divided by it
+    off = shifted(stats, "mean", j, 10 * ds_audit.STATS_TOLERANCE * stats.std[j])
+    message = ds_audit.stats_mismatch(arrays, off, start, end)
+    assert message == (
+        f"normalization stats do not match the rows they claim ({start.date()}..{end.date()}): feature "
+        f"'{stats.features[j]}' has mean {off.mean[j]:.6g} and std {stats.std[j]:.6g} in stats.parquet, "
+        f"but {stats.mean[j]:.6g} and {stats.std[j]:.6g} recomputed on those rows: they were fitted on "
+        "other rows (fitting on all rows leaks validation and test)"
+    )
+    assert ds_audit.stats_mismatch(arrays, stats, start, end) is None
+    within = shifted(stats, "mean", j, 0.1 * ds_audit.STATS_TOLERANCE * stats.std[j])
+    assert ds_audit.stats_mismatch(arrays, within, start, end) is None
+
+
+def test_a_std_off_by_ten_tolerances_is_found(built):
+    _, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    j = 0
+    off = shifted(stats, "std", j, 10 * ds_audit.STATS_TOLERANCE * stats.std[j])
+    assert f"'{stats.features[j]}' has mean" in ds_audit.stats_mismatch(arrays, off, start, end)
+
+
+def test_a_feature_constant_over_train_is_compared_with_the_std_of_one_it_was_given(built):
+    config, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    matrix = arrays.matrix.copy()
+    matrix[:, 2] = 3.0  # constant everywhere: std 0, replaced by 1 in the stats
+    constant = dataclasses.replace(arrays, matrix=matrix)
+    train_rows = (arrays.dates >= np.datetime64(start, "ns")) & (arrays.dates <= np.datetime64(end, "ns"))
+    from models.dataset.normalization import fit_normalization
+
+    honest = fit_normalization(matrix[train_rows], stats.features, stats.metadata)
+    assert honest.std[2] == 1.0
+    assert ds_audit.stats_mismatch(constant, honest, start, end) is None
+
+
+def test_a_non_finite_feature_is_left_to_the_preflight_and_the_others_are_still_checked(built):
+    _, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    matrix = arrays.matrix.copy()
+    first = int(np.flatnonzero(arrays.dates >= np.datetime64(start, "ns"))[0])
+    matrix[first, 0] = np.inf
+    matrix[first + 1, 0] = -np.inf
+    broken = dataclasses.replace(arrays, matrix=matrix)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning from the feature it cannot recompute
+        assert ds_audit.stats_mismatch(broken, stats, start, end) is None
+        off = shifted(stats, "mean", 1, 10 * ds_audit.STATS_TOLERANCE * stats.std[1])
+        assert f"'{stats.features[1]}'" in ds_audit.stats_mismatch(broken, off, start, end)
+
+
+def test_per_ticker_stats_are_checked_per_ticker_and_the_ticker_is_named(per_ticker):
+    _, info, arrays, stats = per_ticker
+    start, end = fit_range(info)
+    assert ds_audit.stats_mismatch(arrays, stats, start, end) is None
+    k, j = 1, 0
+    off = shifted(stats, "mean", j, 10 * ds_audit.STATS_TOLERANCE * stats.std[k, j], scope=k)
+    message = ds_audit.stats_mismatch(arrays, off, start, end)
+    assert message.startswith(
+        f"normalization stats do not match the rows they claim ({start.date()}..{end.date()}) for "
+        f"{stats.scopes[k]}: feature '{stats.features[j]}' has mean"
+    )
+
+
+def test_a_robust_features_center_or_scale_must_be_the_median_and_iqr_of_the_rows(per_ticker):
+    _, info, arrays, stats = per_ticker
+    start, end = fit_range(info)
+    j = stats.features.index("log_volume_change")
+    assert stats.methods[j] == "robust"
+    k = 0
+    for field in ("center", "scale"):
+        off = shifted(stats, field, j, 10 * ds_audit.STATS_TOLERANCE * stats.scale[k, j], scope=k)
+        message = ds_audit.stats_mismatch(arrays, off, start, end)
+        assert message == (
+            f"normalization stats do not match the rows they claim ({start.date()}..{end.date()}) for "
+            f"{stats.scopes[k]}: feature 'log_volume_change' (robust) is centered at {off.center[k, j]:.6g} "
+            f"and scaled by {off.scale[k, j]:.6g} in stats.parquet, but {stats.center[k, j]:.6g} and "
+            f"{stats.scale[k, j]:.6g} recomputed on those rows: they were fitted on other rows (fitting on "
+            "all rows leaks validation and test)"
+        ), field
