@@ -227,3 +227,46 @@ def test_fit_baselines_without_volatility_says_so_exactly():
     with pytest.raises(ValueError) as err:
         fit_baselines(arrays, np.zeros((30, 1)), window=1, balanced_weights=True)
     assert str(err.value) == "the dataset has no trailing volatility: rebuild it to fit the volatility rule"
+
+
+def test_linear_model_says_when_it_did_not_converge():
+    """Features on scales 1 to 1e7 (never normalized): lbfgs stops at max_iter, and the record says so."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 20))
+    y = np.argmax(x[:, :3], axis=1)
+    x = x * np.logspace(0, 7, 20)
+    _, fitted = linear_model(x, y, x, y, np.ones(3))
+    assert fitted["converged"] is False
+
+
+def test_fit_baselines_gives_the_volatility_rule_the_lstms_class_weights():
+    """Low volatility: 5 'down', 8 'up'; high: 7 'down', 16 'up'. Balanced weights (1 for 'down',
+    0.5 for 'up') call the low regime 'down'; plain counts call both 'up'."""
+    vol = np.r_[np.full(13, 0.1), np.full(23, 0.9), [0.1, 0.9]]
+    labels = np.r_[[0] * 5, [2] * 8, [0] * 7, [2] * 16, [0, 2]].astype(np.int8)
+    ends = {"train": np.arange(36), "validation": np.arange(36), "test": np.array([36, 37])}
+    arrays = arrays_of(labels, np.full(38, -1), ends, volatility=vol, matrix=vol[:, None])
+    balanced = fit_baselines(arrays, vol[:, None], window=1, balanced_weights=True)
+    assert balanced["volatility_regime"].probs.argmax(axis=1).tolist() == [0, 2]  # test: low, high
+    plain = fit_baselines(arrays, vol[:, None], window=1, balanced_weights=False)
+    assert plain["volatility_regime"].probs.argmax(axis=1).tolist() == [2, 2]
+
+
+def test_fit_baselines_on_a_train_split_without_up_still_gives_three_probabilities():
+    labels = np.array([0, 1] * 20 + [2, 2], dtype=np.int8)
+    vol = np.linspace(0, 1, 42)
+    ends = {"train": np.arange(40), "validation": np.arange(40), "test": np.array([40, 41])}
+    fits = fit_baselines(arrays_of(labels, np.full(42, -1), ends, vol, vol[:, None]), vol[:, None], 1, True)
+    assert fits["class_prior"].probs.tolist() == [[0.5, 0.5, 0.0]] * 2
+    assert fits["class_prior"].fitted == {"prior": {"down": 0.5, "range_bound": 0.5, "up": 0.0}}
+
+
+def test_fit_baselines_records_the_rules_cuts_to_eight_decimals():
+    rng = np.random.default_rng(6)
+    vol = rng.uniform(0, 1, 300)
+    labels = np.where(vol > 0.55, 2, 0).astype(np.int8)
+    ends = {"train": np.arange(200), "validation": np.arange(200, 250), "test": np.arange(250, 300)}
+    fits = fit_baselines(arrays_of(labels, np.full(300, -1), ends, vol, vol[:, None]), vol[:, None], 1, False)
+    raw, _ = volatility_regime_rule(vol[:200], labels[:200].astype(np.int64), np.ones(3))
+    assert raw != [round(c, 8) for c in raw]  # the raw cuts have more decimals than the record
+    assert fits["volatility_regime"].fitted["cuts"] == [round(c, 8) for c in raw]
