@@ -237,6 +237,12 @@ def test_linear_model_says_when_it_did_not_converge():
     x = x * np.logspace(0, 7, 20)
     _, fitted = linear_model(x, y, x, y, np.ones(3))
     assert fitted["converged"] is False
+    # Scales 1 to 100: several hundred iterations, within the cap of 1000.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 20))
+    y = np.argmax(x[:, :3], axis=1)
+    _, fitted = linear_model(x * np.logspace(0, 2, 20), y, x * np.logspace(0, 2, 20), y, np.ones(3))
+    assert fitted["converged"] is True
 
 
 def test_fit_baselines_gives_the_volatility_rule_the_lstms_class_weights():
