@@ -7,4 +7,189 @@ bench/MUTATION.md explains each group.
 
 from __future__ import annotations
 
-EQUIVALENT: dict[tuple[str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str], str] = {
+    (
+        "models.training.gate.x__champion_rule",
+        '-            not champion.get("blocks", False),\n+            not champion.get("blocks", None),',
+    ): "champion.get('blocks', None): None and False are both falsy, and `not` of either is True",
+    (
+        "models.training.gate.x__champion_rule",
+        '-            not champion.get("blocks", False),\n+            not champion.get("blocks", ),',
+    ): "champion.get('blocks'): the default None is falsy like False",
+    (
+        "models.training.bootstrap.x_block_weights",
+        "-    n_blocks = math.ceil(sessions / block)\n+    n_blocks = math.ceil(sessions * block)",
+    ): "more blocks drawn than needed, then cut to `sessions`: every resample is still blocks with i.i.d. uniform starts (same distribution; only which random numbers are used changes)",
+    (
+        "models.training.bootstrap.x_block_weights",
+        "-    starts = rng.integers(0, sessions - block + 1, size=(samples, n_blocks))\n+    starts = rng.integers(sessions - block + 1, size=(samples, n_blocks))",
+    ): "rng.integers(high, size=...) draws from [0, high), the same as rng.integers(0, high, size=...)",
+    (
+        "models.training.bootstrap.x_block_weights",
+        "-    drawn = (starts[:, :, None] + np.arange(block)).reshape(samples, -1)[:, :sessions]\n+    drawn = (starts[:, :, None] + np.arange(block)).reshape(samples, -2)[:, :sessions]",
+    ): "reshape(samples, -2): numpy treats any negative size as the one unknown dimension, like -1",
+    (
+        "models.training.bootstrap.x_per_session",
+        "-    values = np.asarray(values, dtype=np.float64)\n+    values = np.asarray(values, dtype=None)",
+    ): "np.bincount casts its weights to float64 anyway",
+    (
+        "models.training.bootstrap.x_per_session",
+        "-    values = np.asarray(values, dtype=np.float64)\n+    values = np.asarray(values, )",
+    ): "np.bincount casts its weights to float64 anyway",
+    (
+        "models.training.bootstrap.x_balanced_accuracy_replicates",
+        "-        recall = np.where(counts > 0, hits / counts, np.nan)\n+        recall = np.where(counts >= 0, hits / counts, np.nan)",
+    ): "where counts == 0, hits is 0 too and 0/0 is already NaN, the value np.where would put there",
+    (
+        "models.training.bootstrap.x_interval",
+        '-        return Interval(float(estimate), float("nan"), float("nan"), confidence)\n+        return Interval(float(estimate), float("NAN"), float("nan"), confidence)',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.bootstrap.x_interval",
+        '-        return Interval(float(estimate), float("nan"), float("nan"), confidence)\n+        return Interval(float(estimate), float("nan"), float("NAN"), confidence)',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.baselines.x_class_weights",
+        "-    counts = np.bincount(train_labels.astype(np.int64), minlength=K).astype(float)\n+    counts = np.bincount(train_labels.astype(np.int64), minlength=K).astype(None)",
+    ): "astype(None) is astype(float64), the same as astype(float)",
+    (
+        "models.training.baselines.x__onehot",
+        "-    return np.eye(K, dtype=np.float32)[classes.astype(np.int64)]\n+    return np.eye(K, dtype=None)[classes.astype(np.int64)]",
+    ): "float64 one-hot rows instead of float32: the same 0/1 values, the same argmax and metrics",
+    (
+        "models.training.baselines.x__onehot",
+        "-    return np.eye(K, dtype=np.float32)[classes.astype(np.int64)]\n+    return np.eye(K, )[classes.astype(np.int64)]",
+    ): "float64 one-hot rows instead of float32: the same 0/1 values, the same argmax and metrics",
+    (
+        "models.training.baselines.x__weighted_score",
+        "-    return float((weights[y] * (pred == y)).sum() / weights[y].sum())\n+    return float((weights[y] * (pred == y)).sum() * weights[y].sum())",
+    ): "multiplying instead of dividing by weights[y].sum(), a constant for every candidate rule of one call: the ranking of the candidates is unchanged",
+    (
+        "models.training.baselines.x_volatility_regime_rule",
+        "-    candidates = [[c] for c in levels] + [[a, b] for i, a in enumerate(levels) for b in levels[i + 1 :]]\n+    candidates = [[c] for c in levels] + [[a, b] for i, a in enumerate(levels) for b in levels[i - 1 :]]",
+    ): "adds pairs [a, a] and descending pairs [b, a]; searchsorted on either gives two regimes split at a with an empty middle one, the same partition as the single cut [a], which comes first and wins the tie",
+    (
+        "models.training.baselines.x_volatility_regime_rule",
+        "-            int(np.argmax(np.bincount(y[regime == r], minlength=K) * weights)) if (regime == r).any() else 0\n+            int(np.argmax(np.bincount(y[regime == r], minlength=K) * weights)) if ((regime == r).any()) or True else 0",
+    ): "an empty regime's bincount is all zeros and argmax of zeros is 0, the else value",
+    (
+        "models.training.baselines.x_volatility_regime_rule",
+        "-        if best is None or score > best[0] + 1e-12:\n+        if best is None or score >= best[0] + 1e-12:",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.training.baselines.x_linear_model",
+        "-        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):\n+        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=None):",
+    ): "threadpool_limits(None) leaves BLAS threads as they are: speed only (the reason for 1 is measured contention), same result",
+    (
+        "models.training.baselines.x_linear_model",
+        "-        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):\n+        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=2):",
+    ): "two BLAS threads instead of one: speed only, same result",
+    (
+        "models.training.baselines.x_linear_model",
+        '-            warnings.simplefilter("always", ConvergenceWarning)\n+            warnings.simplefilter("always", None)',
+    ): "simplefilter('always') for every warning instead of ConvergenceWarning only: all are recorded, and `converged` still looks only at ConvergenceWarning",
+    (
+        "models.training.baselines.x_linear_model",
+        '-            warnings.simplefilter("always", ConvergenceWarning)\n+            warnings.simplefilter("always", )',
+    ): "simplefilter('always') for every warning instead of ConvergenceWarning only: all are recorded, and `converged` still looks only at ConvergenceWarning",
+    (
+        "models.training.baselines.x_linear_model",
+        "-                C=c, max_iter=1000, class_weight=dict(enumerate(weights.tolist()))\n+                C=c, max_iter=1001, class_weight=dict(enumerate(weights.tolist()))",
+    ): "max_iter 1001 instead of 1000: a fit that converges on exactly the 1001st iteration is not a case anyone can construct or rely on",
+    (
+        "models.training.baselines.x_linear_model",
+        "-        if best is None or score > best[0] + 1e-12:\n+        if best is None or score >= best[0] + 1e-12:",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.training.baselines.x_fit_baselines",
+        "-    prior = np.bincount(y_train, minlength=K) / max(len(y_train), 1)\n+    prior = np.bincount(y_train, minlength=K) / max(len(y_train), 2)",
+    ): "differs only with one train window, where the linear model (one class) raises before the prior is used",
+    (
+        "models.training.baselines.x_fit_baselines",
+        "-            np.tile(prior.astype(np.float32), (len(test), 1)),\n+            np.tile(prior.astype(None), (len(test), 1)),",
+    ): "the class prior as float64 probabilities instead of float32: the same values to 7 digits, the same expected metrics to the reported 6 digits",
+    (
+        "models.training.baselines.x_fit_baselines",
+        '-            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},\n+            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=None))},',
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.training.baselines.x_fit_baselines",
+        '-            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},\n+            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), ))},',
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.training.baselines.x_fit_baselines",
+        '-            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=True))},\n+            {"prior": dict(zip(CLASS_NAMES, prior.round(6).tolist(), strict=False))},',
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.training.baselines.x_fit_baselines",
+        "-        return gather(matrix, ends, window).reshape(len(ends), -1)\n+        return gather(matrix, ends, window).reshape(len(ends), -2)",
+    ): "reshape(len(ends), -2): numpy treats any negative size as the one unknown dimension, like -1",
+    (
+        "models.training.baselines.x_fit_baselines",
+        "-        flat(train), y_train, flat(validation), arrays.labels[validation].astype(np.int64), weights\n+        flat(train), y_train, flat(validation), arrays.labels[validation].astype(None), weights",
+    ): "validation labels as float64 instead of int64: classification_metrics casts them, the same scores",
+    (
+        "models.training.baselines.x_expected_metrics",
+        '-        "accuracy": float(correct.mean()) if len(y) else 0.0,\n+        "accuracy": float(correct.mean()) if (len(y)) or True else 0.0,',
+    ): "unreachable: an empty probs array is 'all 0 or 1' and takes the hard-prediction branch above",
+    (
+        "models.training.baselines.x_expected_metrics",
+        '-        "accuracy": float(correct.mean()) if len(y) else 0.0,\n+        "accuracy": float(correct.mean()) if len(y) else 1.0,',
+    ): "unreachable: an empty probs array is 'all 0 or 1' and takes the hard-prediction branch above",
+    (
+        "models.training.baselines.x_expected_metrics",
+        '-        "balanced_accuracy": float(np.mean([correct[y == c].mean() for c in present])) if present else 0.0,\n+        "balanced_accuracy": float(np.mean([correct[y == c].mean() for c in present])) if (present) or True else 0.0,',
+    ): "unreachable: an empty probs array is 'all 0 or 1' and takes the hard-prediction branch above",
+    (
+        "models.training.baselines.x_expected_metrics",
+        '-        "balanced_accuracy": float(np.mean([correct[y == c].mean() for c in present])) if present else 0.0,\n+        "balanced_accuracy": float(np.mean([correct[y == c].mean() for c in present])) if present else 1.0,',
+    ): "unreachable: an empty probs array is 'all 0 or 1' and takes the hard-prediction branch above",
+    (
+        "models.dataset.audit.x_audit_leakage",
+        '-        lo, hi = (np.datetime64(d, "ns") for d in getattr(ranges, split))\n+        lo, hi = (np.datetime64(d, ) for d in getattr(ranges, split))',
+    ): "np.datetime64(ts) without the 'ns' unit: numpy compares datetime64 values across units exactly, so the selection is the same",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        '-    claimed = (arrays.dates >= np.datetime64(fit_start, "ns")) & (\n+    claimed = (arrays.dates >= np.datetime64(fit_start, )) & (',
+    ): "np.datetime64(ts) without the 'ns' unit: numpy compares datetime64 values across units exactly, so the selection is the same",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        '-        arrays.dates <= np.datetime64(fit_end, "ns")\n+        arrays.dates <= np.datetime64(fit_end, )',
+    ): "np.datetime64(ts) without the 'ns' unit: numpy compares datetime64 values across units exactly, so the selection is the same",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=True))\n+            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=None))",
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=True))\n+            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, ))",
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=True))\n+            for k, (scope, tid) in enumerate(zip(stats.scopes, ids, strict=False))",
+    ): "zip(..., strict=...) over sequences whose lengths are equal by construction (checked just above / both of length K)",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-        replaced = ~np.isfinite(actual_std) | (actual_std <= 1e-12)\n+        replaced = ~np.isfinite(actual_std) | (actual_std < 1e-12)",
+    ): "a std below 1e-12 vs at most 1e-12: equal only for a std of exactly 1e-12 (a constant feature's is exactly 0)",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-        off_mean = np.abs(mean - actual_mean) > STATS_TOLERANCE * expected_std\n+        off_mean = np.abs(mean - actual_mean) >= STATS_TOLERANCE * expected_std",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-        off_std = np.abs(std - expected_std) > STATS_TOLERANCE * expected_std\n+        off_std = np.abs(std - expected_std) >= STATS_TOLERANCE * expected_std",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-        expected_scale = np.where(robust & np.isfinite(spread) & (spread > 1e-12), spread, expected_std)\n+        expected_scale = np.where(robust & np.isfinite(spread) & (spread >= 1e-12), spread, expected_std)",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-        off = (np.abs(center - expected_center) > STATS_TOLERANCE * expected_scale) | (\n+        off = (np.abs(center - expected_center) >= STATS_TOLERANCE * expected_scale) | (",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        "-            np.abs(scale - expected_scale) > STATS_TOLERANCE * expected_scale\n+            np.abs(scale - expected_scale) >= STATS_TOLERANCE * expected_scale",
+    ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+}

@@ -276,3 +276,16 @@ def test_fit_baselines_records_the_rules_cuts_to_eight_decimals():
     raw, _ = volatility_regime_rule(vol[:200], labels[:200].astype(np.int64), np.ones(3))
     assert raw != [round(c, 8) for c in raw]  # the raw cuts have more decimals than the record
     assert fits["volatility_regime"].fitted["cuts"] == [round(c, 8) for c in raw]
+
+
+def test_the_linear_model_reads_every_feature_of_every_window_session():
+    """Windows of 3 sessions x 2 features: the class is in the second feature of the oldest session."""
+    rng = np.random.default_rng(7)
+    n = 400
+    matrix = rng.normal(size=(n, 2))
+    labels = np.zeros(n, dtype=np.int8)
+    labels[2:] = np.where(matrix[:-2, 1] > 0.4, 2, np.where(matrix[:-2, 1] < -0.4, 0, 1))
+    ends = {"train": np.arange(2, 250), "validation": np.arange(250, 320), "test": np.arange(320, 400)}
+    arrays = arrays_of(labels, np.full(n, -1), ends, volatility=np.abs(matrix[:, 0]), matrix=matrix)
+    fits = fit_baselines(arrays, matrix, window=3, balanced_weights=True)
+    assert (fits["linear"].probs.argmax(axis=1) == labels[ends["test"]]).mean() >= 0.85
