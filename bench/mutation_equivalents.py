@@ -192,4 +192,28 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.dataset.audit.x_stats_mismatch",
         "-            np.abs(scale - expected_scale) > STATS_TOLERANCE * expected_scale\n+            np.abs(scale - expected_scale) >= STATS_TOLERANCE * expected_scale",
     ): "a strict comparison turned non-strict (or back) at a float tolerance: the two differ only when a difference equals the tolerance exactly, which no data produces and no caller may rely on",
+    (
+        "models.training.bootstrap.x_balanced_accuracy_replicates",
+        '-    with np.errstate(invalid="ignore", divide="ignore"):\n+    with np.errstate(invalid="ignore", divide=None):',
+    ): "hits is 0 wherever counts is 0 (a class absent from a resample), so the only division by zero is 0/0, an 'invalid' case: numpy never raises 'divide' here",
+    (
+        "models.training.bootstrap.x_balanced_accuracy_replicates",
+        '-    with np.errstate(invalid="ignore", divide="ignore"):\n+    with np.errstate(invalid="ignore", ):',
+    ): "hits is 0 wherever counts is 0 (a class absent from a resample), so the only division by zero is 0/0, an 'invalid' case: numpy never raises 'divide' here",
+    (
+        "models.training.bootstrap.x_effective_windows",
+        "-    if iid <= 0 or block <= 0:\n+    if iid < 0 or block <= 0:",
+    ): "iid is 0 only when every window is right or every one wrong; then every resample's rate is the same and block is 0 too, so `block <= 0` returns n either way",
+    (
+        "models.dataset.audit.x_audit_leakage",
+        "-        pd.Timestamp(arrays.dates[val_ends - (w - 1)].min()) if len(val_ends) else ranges.validation[0]\n+        pd.Timestamp(arrays.dates[val_ends - (w - 1)].min()) if len(val_ends) else ranges.validation[1]",
+    ): "without validation windows the first validation input falls back to the validation range; its end instead of its start changes nothing, since a fit_end at or after the validation start is already beyond the train end (validation starts after train; overlapping ranges are refused by the gap check)",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        '-        with np.errstate(invalid="ignore", over="ignore"):\n+        with np.errstate(invalid="ignore", over=None):',
+    ): "np.quantile's interpolation does not overflow even between -1e308 and +1e308 (tests/data/test_audit.py checks there is no warning): the 'over' setting of this errstate is never used",
+    (
+        "models.dataset.audit.x_stats_mismatch",
+        '-        with np.errstate(invalid="ignore", over="ignore"):\n+        with np.errstate(invalid="ignore", ):',
+    ): "np.quantile's interpolation does not overflow even between -1e308 and +1e308 (tests/data/test_audit.py checks there is no warning): the 'over' setting of this errstate is never used",
 }

@@ -429,3 +429,44 @@ def test_a_robust_features_center_or_scale_must_be_the_median_and_iqr_of_the_row
             f"{stats.scale[k, j]:.6g} recomputed on those rows: they were fitted on other rows (fitting on "
             "all rows leaks validation and test)"
         ), field
+
+
+def test_a_pooled_robust_features_center_and_scale_are_checked_relative_to_its_scale(built):
+    """log_return (an IQR-std near 0.01): ten tolerances of its scale are caught, and the pooled
+    message names no ticker."""
+    from models.dataset.normalization import fit_normalization
+
+    _, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    rows = (arrays.dates >= np.datetime64(start, "ns")) & (arrays.dates <= np.datetime64(end, "ns"))
+    robust = fit_normalization(arrays.matrix[rows], stats.features, stats.metadata, robust=("log_return",))
+    assert ds_audit.stats_mismatch(arrays, robust, start, end) is None
+    j = stats.features.index("log_return")
+    assert robust.methods[j] == "robust" and robust.scale[j] < 0.1
+    for field in ("center", "scale"):
+        off = shifted(robust, field, j, 10 * ds_audit.STATS_TOLERANCE * robust.scale[j])
+        message = ds_audit.stats_mismatch(arrays, off, start, end)
+        assert message.startswith(
+            f"normalization stats do not match the rows they claim ({start.date()}..{end.date()}): "
+            "feature 'log_return' (robust) is centered at"
+        ), (field, message)
+
+
+def test_features_at_the_ends_of_the_float_range_raise_no_numpy_warning(built):
+    """Half the fit rows at -inf and half at +inf (the median falls between them), or at -1e308 and
+    +1e308 (sums and spreads overflow): the check gives its answer without a numpy warning."""
+    _, info, arrays, _, stats = built
+    start, end = fit_range(info)
+    rows = np.flatnonzero(
+        (arrays.dates >= np.datetime64(start, "ns")) & (arrays.dates <= np.datetime64(end, "ns"))
+    )
+    for extreme in (np.inf, 1e308):
+        matrix = arrays.matrix.copy()
+        matrix[rows, 0] = np.where(np.arange(len(rows)) < len(rows) // 2, -extreme, extreme)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds_audit.stats_mismatch(dataclasses.replace(arrays, matrix=matrix), stats, start, end)
+        robust = dataclasses.replace(stats, methods=("robust", *stats.methods[1:]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds_audit.stats_mismatch(dataclasses.replace(arrays, matrix=matrix), robust, start, end)

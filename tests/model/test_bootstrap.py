@@ -56,6 +56,10 @@ def test_ratio_of_a_resample_without_denominator_is_nan_and_one_window_is_enough
         warnings.simplefilter("error")
         got = bs.ratio_replicates(np.array([1.0, 3.0]), np.array([1.0, 0.0]), session, weights)
     assert math.isnan(got[1])  # 3 / 0: no window counted, not infinity
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = bs.ratio_replicates(np.array([0.0, 3.0]), np.array([0.0, 1.0]), session, weights)
+    assert math.isnan(empty[0])  # 0 / 0
     assert got[0] == 1.0 and got[2] == 4.0
 
 
