@@ -370,3 +370,30 @@ def test_latest_never_moves_backwards_when_an_older_version_is_promoted(registry
     # A newer latest that no longer verifies is not kept: latest comes back to the champion.
     (registry.model_dir("updown") / "3" / "report.md").write_bytes(b"damaged")
     assert registry.promote("updown", 2) == {"champion": 2, "latest": 2}
+
+
+def test_latest_does_not_stay_on_a_newer_version_the_gate_rejected(registry, tmp_path):
+    publish(registry, tmp_path, "v1")
+    publish(registry, tmp_path, "v2", verdict="rejected")
+    registry.set_alias("updown", "latest", 2, force=True)  # forced by hand onto a rejected version
+    registry.add_version("updown", bundle_files(tmp_path / "src" / "v3", "v3"), manifest("v3"))
+    registry.set_alias("updown", "latest", 3, force=True)
+    assert registry.promote("updown", 1) == {"champion": 1, "latest": 3}  # no gate section: promotable
+    registry.set_alias("updown", "latest", 2, force=True)
+    assert registry.promote("updown", 1) == {"champion": 1, "latest": 1}
+
+
+def test_a_version_without_a_gate_section_is_aliased_like_a_promoted_one(registry, tmp_path):
+    """Bundles published before the gate existed carry no `gate`: they are not refused for it."""
+    meta = {**manifest("old"), "smoke_test": {"state": "passed"}}
+    meta.pop("gate", None)
+    registry.add_version("updown", bundle_files(tmp_path / "src" / "old", "old"), meta)
+    assert registry.set_alias("updown", "canary", 1) == {"canary": 1}
+
+
+def test_reject_keeps_the_gates_earlier_reasons(registry, tmp_path):
+    publish(registry, tmp_path, "a")
+    version = publish(registry, tmp_path, "b", verdict="rejected")
+    stored = registry.reject("updown", version, "smoke test failed")
+    assert stored["gate"]["reasons"] == ["bad", "smoke test failed"]
+    assert registry.verify(f"updown/{version}")["gate"]["reasons"] == ["bad", "smoke test failed"]
