@@ -376,7 +376,8 @@ def test_latest_does_not_stay_on_a_newer_version_the_gate_rejected(registry, tmp
     publish(registry, tmp_path, "v1")
     publish(registry, tmp_path, "v2", verdict="rejected")
     registry.set_alias("updown", "latest", 2, force=True)  # forced by hand onto a rejected version
-    registry.add_version("updown", bundle_files(tmp_path / "src" / "v3", "v3"), manifest("v3"))
+    legacy = {k: v for k, v in manifest("v3").items() if k != "gate"}
+    registry.add_version("updown", bundle_files(tmp_path / "src" / "v3", "v3"), legacy)
     registry.set_alias("updown", "latest", 3, force=True)
     assert registry.promote("updown", 1) == {"champion": 1, "latest": 3}  # no gate section: promotable
     registry.set_alias("updown", "latest", 2, force=True)
