@@ -49,3 +49,28 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path, monke
         store.write_atomic(pa.table({"x": [2]}), target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ACME.parquet"]
+
+
+def test_rows_of_another_source_in_a_file_without_lineage_are_refused_by_name(tmp_path):
+    """A file copied by hand into another source's namespace, its lineage metadata stripped: the rows'
+    own `source` column still refuses the mix, naming both sources."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from models.prices import sample
+
+    frame = sample.generate("AAA", dt.date(2024, 3, 28), start=dt.date(2024, 1, 2), seed=1)
+    at = pd.Timestamp("2024-03-29", tz="UTC")
+    path, _ = store.upsert(tmp_path, "AAA", frame, "sample-a", at)
+    copied = store.price_path(tmp_path, "AAA", source="sample-b")
+    copied.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pq.read_table(path).replace_schema_metadata(None), copied)
+    expected = "AAA: the store holds prices from 'sample-a'; refusing to add prices from 'sample-b' to them"
+    with pytest.raises(store.SourceMismatchError) as err:
+        store.check_source(tmp_path, "AAA", source="sample-b")
+    assert str(err.value) == expected
+    with pytest.raises(store.SourceMismatchError) as err:
+        store.upsert(tmp_path, "AAA", frame, "sample-b", at)
+    assert str(err.value) == expected
+    store.check_source(tmp_path, "AAA", source="sample-a")  # its own namespace: fine
