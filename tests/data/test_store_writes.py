@@ -74,3 +74,38 @@ def test_rows_of_another_source_in_a_file_without_lineage_are_refused_by_name(tm
         store.upsert(tmp_path, "AAA", frame, "sample-b", at)
     assert str(err.value) == expected
     store.check_source(tmp_path, "AAA", source="sample-a")  # its own namespace: fine
+
+
+def small_history():
+    import datetime as dt
+
+    import pandas as pd
+
+    from models.prices import sample
+
+    frame = sample.generate("AAA", dt.date(2024, 3, 28), start=dt.date(2024, 1, 2), seed=1)
+    return frame, pd.Timestamp("2024-03-29", tz="UTC")
+
+
+def test_upsert_and_replace_apply_the_callers_rules(tmp_path):
+    frame, at = small_history()
+    strict = store.ValidationRules(max_price=1.0)  # every sample price is above 1
+    for write in (store.upsert, store.replace_prices):
+        with pytest.raises(store.PriceValidationError, match="AAA"):
+            write(tmp_path, "AAA", frame, "sample-a", at, rules=strict)
+
+
+def test_a_restated_price_of_a_cent_is_a_changed_row(tmp_path):
+    """Stored rows are compared with a relative tolerance of 1e-12 and no absolute one."""
+    frame, at = small_history()
+    store.upsert(tmp_path, "AAA", frame, "sample-a", at)
+    restated = frame.copy()
+    restated.loc[restated.index[-1], ["close", "adj_close"]] += 0.01
+    restated.loc[restated.index[-1], "high"] = max(
+        restated["high"].iloc[-1], restated["close"].iloc[-1], restated["open"].iloc[-1]
+    )
+    _, changed = store.upsert(tmp_path, "AAA", restated, "sample-a", at)
+    assert changed == 1
+    assert (
+        store.read_prices(tmp_path, "AAA", source="sample-a")["close"].iloc[-1] == restated["close"].iloc[-1]
+    )
