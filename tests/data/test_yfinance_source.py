@@ -290,3 +290,46 @@ def test_a_client_that_cannot_impersonate_is_a_permanent_error_saying_why():
     )
     assert type(error) is sources.SourceError
     assert "curl_cffi was loaded after TensorFlow" in str(error)
+
+
+def test_each_kind_of_yfinance_failure_is_classified_and_named():
+    """classify_yfinance_error's every branch, word for word, on the errors yfinance raises."""
+    import json as json_module
+
+    from yfinance import exceptions as yfe
+
+    def classify(err, statuses=()):
+        error = sources.classify_yfinance_error("ACME", err, list(statuses))
+        return type(error).__name__, str(error)
+
+    transient, permanent = "TransientSourceError", "SourceError"
+    rate = "ACME: Yahoo rate-limited the request (HTTP 429)"
+    assert classify(ValueError("x"), [429]) == (transient, rate)  # the status alone is enough
+    assert classify(yfe.YFRateLimitError()) == (transient, rate)  # and yfinance's error alone
+    assert classify(_HTTPError(0)) == (
+        permanent,
+        "ACME: unknown or delisted symbol on Yahoo (HTTP 0: HTTP Error 0)",
+    )
+    assert classify(_HTTPError(502)) == (transient, "ACME: Yahoo answered HTTP 502: HTTP Error 502")
+    assert classify(ConnectionResetError("reset by peer")) == (
+        transient,
+        "ACME: network error while fetching from Yahoo: ConnectionResetError: reset by peer",
+    )
+    assert classify(json_module.JSONDecodeError("Expecting value", "", 0)) == (
+        transient,
+        "ACME: Yahoo answered with a non-JSON page (a server error such as HTTP 5xx): Expecting value: "
+        "line 1 column 1 (char 0)",
+    )
+    assert classify(yfe.YFDataException("Yahoo Finance is down")) == (
+        transient,
+        "ACME: Yahoo Finance is down: Yahoo Finance is down",
+    )
+    assert classify(yfe.YFDataException("no price data")) == (
+        permanent,
+        "ACME: yfinance failed: YFDataException: no price data",
+    )
+    assert classify(RuntimeError("shutting down")) == (
+        permanent,
+        "ACME: yfinance failed: RuntimeError: shutting down",
+    )
+    assert classify(ValueError("boom")) == (permanent, "ACME: yfinance failed: ValueError: boom")
