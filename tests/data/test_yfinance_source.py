@@ -333,3 +333,38 @@ def test_each_kind_of_yfinance_failure_is_classified_and_named():
         "ACME: yfinance failed: RuntimeError: shutting down",
     )
     assert classify(ValueError("boom")) == (permanent, "ACME: yfinance failed: ValueError: boom")
+
+
+def test_errors_known_by_name_only_are_classified_like_their_kind():
+    """Errors from other HTTP and JSON libraries share only the class name with the ones imported
+    here; an HTTPError without a response is a permanent 'HTTP 0'."""
+    from yfinance import exceptions as yfe
+
+    def named(name, base=Exception):
+        return type(name, (base,), {})
+
+    def classify(err):
+        error = sources.classify_yfinance_error("ACME", err, [])
+        return type(error).__name__, str(error)
+
+    assert classify(named("JSONDecodeError", ValueError)("Expecting value")) == (
+        "TransientSourceError",
+        "ACME: Yahoo answered with a non-JSON page (a server error such as HTTP 5xx): Expecting value",
+    )
+    assert classify(named("HTTPError")("no response")) == (
+        "SourceError",
+        "ACME: unknown or delisted symbol on Yahoo (HTTP 0: no response)",
+    )
+    assert classify(OSError("Broken pipe")) == (
+        "TransientSourceError",
+        "ACME: network error while fetching from Yahoo: OSError: Broken pipe",
+    )
+    impersonate = classify(named("ImpersonateError")("Impersonating chrome152 is not supported"))
+    assert impersonate == (
+        "SourceError",
+        "ACME: yfinance's HTTP client cannot work in this process (Impersonating chrome152 is not "
+        "supported): curl_cffi was loaded after TensorFlow, whose own libcurl then answers its calls; "
+        "import yfinance through models.prices.sources.import_yfinance() before TensorFlow or keras",
+    )
+    missing = yfe.YFTickerMissingError("ACME", "no timezone found")
+    assert classify(missing) == ("SourceError", f"ACME: unknown or delisted symbol on Yahoo ({missing})")
