@@ -108,6 +108,12 @@ def judged(registry: Registry, scratch: Path, count: int, seed: int) -> list[dic
         compared = [expected]
 
         def rejudge(current: int | None, score=score, compared=compared) -> dict:
+            # ChampionMoved must name a champion other than the one expected, and a retry happens
+            # only when another publisher really promoted: never more often than it publishes.
+            if current == compared[-1]:
+                raise SystemExit(f"ChampionMoved although the champion is still {current}")
+            if len(compared) > count + 1:
+                raise SystemExit(f"compared {len(compared)} times: {compared}; promote keeps refusing")
             compared.append(current)
             return judge(score, current)
 
