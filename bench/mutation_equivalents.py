@@ -216,4 +216,24 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.dataset.audit.x_stats_mismatch",
         '-        with np.errstate(invalid="ignore", over="ignore"):\n+        with np.errstate(invalid="ignore", ):',
     ): "np.quantile's interpolation does not overflow even between -1e308 and +1e308 (tests/data/test_audit.py checks there is no warning): the 'over' setting of this errstate is never used",
+    (
+        "models.registry.local.xǁRegistryǁpromote",
+        "-        if latest <= version or not self._promotable(model, latest):\n+        if latest < version or not self._promotable(model, latest):",
+    ): "latest == version: `latest` then names the version being promoted, which promote has just verified and found promoted, so `_promotable(model, latest)` is True and `latest = version` is what both branches leave (only a second verification is added)",
+    (
+        "models.registry.local.x_smoke_state",
+        '-    state = (manifest.get("smoke_test") or {}).get("state", "unknown")\n+    state = (manifest.get("smoke_test") or {}).get("state", None)',
+    ): "a record without a state gets this default, which is not a known state either, so the next line maps it to 'unknown' all the same",
+    (
+        "models.registry.local.x_smoke_state",
+        '-    state = (manifest.get("smoke_test") or {}).get("state", "unknown")\n+    state = (manifest.get("smoke_test") or {}).get("state", )',
+    ): "a record without a state gets this default, which is not a known state either, so the next line maps it to 'unknown' all the same",
+    (
+        "models.registry.local.x_smoke_state",
+        '-    state = (manifest.get("smoke_test") or {}).get("state", "unknown")\n+    state = (manifest.get("smoke_test") or {}).get("state", "XXunknownXX")',
+    ): "a record without a state gets this default, which is not a known state either, so the next line maps it to 'unknown' all the same",
+    (
+        "models.registry.local.x_smoke_state",
+        '-    state = (manifest.get("smoke_test") or {}).get("state", "unknown")\n+    state = (manifest.get("smoke_test") or {}).get("state", "UNKNOWN")',
+    ): "a record without a state gets this default, which is not a known state either, so the next line maps it to 'unknown' all the same",
 }

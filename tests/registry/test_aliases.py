@@ -11,7 +11,7 @@ import pytest
 
 from models.registry import Registry, RegistryError
 from models.registry.bundle import ALIASES, MANIFEST
-from models.registry.local import ChampionMoved
+from models.registry.local import ChampionMoved, smoke_state
 from tests.registry.publisher import bundle_files
 
 MODEL = "updown"
@@ -162,3 +162,31 @@ def test_set_alias_refuses_a_version_that_never_passed_its_smoke_test_saying_why
         "test)); pass force to alias it anyway"
     )
     assert registry.set_alias(MODEL, "canary", 1, force=True) == {"canary": 1}
+
+
+@pytest.mark.parametrize(
+    ("record", "state"),
+    [
+        ({"smoke_test": {"state": "passed"}}, "passed"),
+        ({"smoke_test": {"state": "pending"}}, "pending"),
+        ({"smoke_test": {"state": "not_run"}}, "not_run"),
+        ({"smoke_test": {"state": "exploded"}}, "unknown"),  # a state this version does not know
+        ({"smoke_test": {}}, "unknown"),
+        ({"smoke_test": None}, "unknown"),
+        ({}, "unknown"),  # a bundle from before smoke tests were recorded
+    ],
+)
+def test_the_smoke_state_of_a_manifest(record, state):
+    assert smoke_state(record) == state
+
+
+def test_a_bundle_from_before_smoke_tests_needs_force_to_be_aliased(registry, tmp_path):
+    version = registry.add_version(
+        MODEL, bundle_files(tmp_path / "old", "old"), {"created_at": "old"}
+    ).version
+    with pytest.raises(RegistryError) as err:
+        registry.set_alias(MODEL, "champion", version)
+    assert str(err.value) == (
+        "updown/1 never passed the serving smoke test (it has no record (a bundle from before smoke "
+        "tests were recorded)); pass force to alias it anyway"
+    )
