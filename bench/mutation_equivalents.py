@@ -236,4 +236,12 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.registry.local.x_smoke_state",
         '-    state = (manifest.get("smoke_test") or {}).get("state", "unknown")\n+    state = (manifest.get("smoke_test") or {}).get("state", "UNKNOWN")',
     ): "a record without a state gets this default, which is not a known state either, so the next line maps it to 'unknown' all the same",
+    (
+        "models.registry.local.xǁRegistryǁ_set_aliases",
+        "-def _set_aliases(self, model: str, changes: dict[str, int], salvage: bool = False) -> dict[str, int]:\n+def _set_aliases(self, model: str, changes: dict[str, int], salvage: bool = True) -> dict[str, int]:",
+    ): "the default is used only by promote, which has already read the table with self.aliases(model) under the same lock (raising on a damaged one, tests/registry/test_aliases.py checks it); on a valid table salvage keeps every entry, so both defaults write the same table",
+    (
+        "models.registry.local.xǁRegistryǁ_set_aliases",
+        "-            current = self.aliases(model)\n+            current = self.aliases(None)",
+    ): "in the salvage branch: aliases(None) always raises RegistryError (not a model name), so the table is salvaged from the raw file, which for a valid table keeps every entry (what aliases(model) returns) and for a damaged one is what the except branch does anyway",
 }

@@ -190,3 +190,20 @@ def test_a_bundle_from_before_smoke_tests_needs_force_to_be_aliased(registry, tm
         "updown/1 never passed the serving smoke test (it has no record (a bundle from before smoke "
         "tests were recorded)); pass force to alias it anyway"
     )
+
+
+@pytest.mark.parametrize("ref", [None, 7, b"updown@champion"])
+def test_a_reference_that_is_not_text_is_refused_like_a_malformed_one(registry, tmp_path, ref):
+    add(registry, tmp_path, "a")
+    with pytest.raises(RegistryError) as err:
+        registry.resolve(ref)
+    assert str(err.value) == f"{ref!r} is not a model reference: use name@champion, name@latest or name/7"
+
+
+def test_a_bundle_without_its_required_files_is_refused_naming_the_model(registry, tmp_path):
+    files = bundle_files(tmp_path / "src", "a")
+    del files["stats.parquet"]
+    with pytest.raises(RegistryError) as err:
+        registry.add_version(MODEL, files, {"created_at": "a"})
+    assert str(err.value) == "publishing updown: a bundle needs stats.parquet"
+    assert registry.versions(MODEL) == []
