@@ -244,4 +244,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.registry.local.xǁRegistryǁ_set_aliases",
         "-            current = self.aliases(model)\n+            current = self.aliases(None)",
     ): "in the salvage branch: aliases(None) always raises RegistryError (not a model name), so the table is salvaged from the raw file, which for a valid table keeps every entry (what aliases(model) returns) and for a damaged one is what the except branch does anyway",
+    (
+        "models.registry.publication.x_release",
+        "-            promote = False\n+            promote = None",
+    ): "after a failed smoke test `promote` is only read as the condition of `while promote:`, where None is falsy like False",
 }

@@ -63,7 +63,11 @@ def passed(reason=None) -> dict:
 
 
 def verdict(ok: bool, against: int | None, reason: str = "worse") -> dict:
-    gate = {"verdict": "promoted" if ok else "rejected", "reasons": [] if ok else [reason]}
+    gate = {
+        "verdict": "promoted" if ok else "rejected",
+        "reasons": [] if ok else [reason],
+        "against": against,
+    }
     return {"gate": gate, "champion": {"version": against, "score": 0.5}}
 
 
@@ -147,6 +151,7 @@ def test_a_moved_champion_without_rejudge_rejects_the_candidate_naming_the_move(
         smoke=Calls(passed()),
         expected_champion=None,
         rejudge=None,
+        render=render,
     )
     got, report = stored(registry, bundle.version)
     moved = str(ChampionMoved(MODEL, None, 1))
@@ -156,7 +161,7 @@ def test_a_moved_champion_without_rejudge_rejects_the_candidate_naming_the_move(
         "reasons": [f"{moved}; nothing here can compare it with the new champion"],
     }
     assert got["smoke_test"]["state"] == "passed"
-    assert report == (tmp_path / "src" / "b" / "report.md").read_text()  # no renderer given: kept
+    assert json.loads(report) == {"gate": got["gate"], "champion": None, "smoke": got["smoke_test"]}
     assert registry.aliases(MODEL) == {"champion": 1, "latest": 1}
 
 
@@ -175,7 +180,7 @@ def test_a_moved_champion_is_judged_again_and_a_win_is_promoted_with_the_new_com
     )
     assert rejudge.calls == [2]
     got, report = stored(registry, bundle.version)
-    assert got["gate"] == {"verdict": "promoted", "reasons": []}
+    assert got["gate"] == {"verdict": "promoted", "reasons": [], "against": 2}  # the new comparison's
     assert got["champion"] == {"version": 2, "score": 0.5}
     assert json.loads(report) == {
         "gate": got["gate"],
@@ -204,6 +209,7 @@ def test_a_moved_champion_that_wins_the_new_comparison_keeps_its_place(registry,
         "verdict": "rejected",
         "promoted": False,
         "reasons": ["below v1", f"{moved}: judged again against v1 and rejected"],
+        "against": 1,
     }
     assert got["champion"] == {"version": 1, "score": 0.5}
     assert json.loads(report) == {
@@ -240,4 +246,26 @@ def test_a_champion_that_disappeared_is_named_no_champion(registry, tmp_path):
     assert rejudge.calls == [None]
     reasons = stored(registry, bundle.version)[0]["gate"]["reasons"]
     assert reasons[-1] == f"{ChampionMoved(MODEL, 5, None)}: judged again against no champion and rejected"
+    assert registry.aliases(MODEL) == {}
+
+
+def test_a_rejection_keeps_the_gates_other_fields_and_works_without_earlier_reasons(registry, tmp_path):
+    files = bundle_files(tmp_path / "src" / "a", "a")
+    gate = {"verdict": "promoted", "rules": [{"rule": "margin", "passed": True}]}  # no reasons recorded
+    smoke = Calls({"passed": False, "reason": "timeout"})
+    bundle = release(
+        registry,
+        MODEL,
+        files,
+        {"created_at": "a", "gate": gate},
+        smoke=smoke,
+        expected_champion=None,
+        rejudge=None,
+    )
+    assert stored(registry, bundle.version)[0]["gate"] == {
+        "verdict": "rejected",
+        "promoted": False,
+        "rules": [{"rule": "margin", "passed": True}],
+        "reasons": ["serving smoke test failed in a fresh process: timeout"],
+    }
     assert registry.aliases(MODEL) == {}
