@@ -248,4 +248,40 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.registry.publication.x_release",
         "-            promote = False\n+            promote = None",
     ): "after a failed smoke test `promote` is only read as the condition of `while promote:`, where None is falsy like False",
+    (
+        "models.prices.store.x_check_source",
+        '-    _check_same_source(ticker, pq.read_table(path, columns=["source"]).to_pandas(), source)\n+    _check_same_source(ticker, pq.read_table(path, columns=None).to_pandas(), source)',
+    ): "reads every column instead of only `source`: _check_same_source looks at the `source` column alone, so only the time spent reading changes",
+    (
+        "models.prices.store.x_check_source",
+        '-    _check_same_source(ticker, pq.read_table(path, columns=["source"]).to_pandas(), source)\n+    _check_same_source(ticker, pq.read_table(path, ).to_pandas(), source)',
+    ): "reads every column instead of only `source`: _check_same_source looks at the `source` column alone, so only the time spent reading changes",
+    (
+        "models.prices.store.x_restated_dates",
+        '-    relative = (both["adj_close_fetched"].astype(float) / both["adj_close_stored"].astype(float) - 1).abs()\n+    relative = (both["adj_close_fetched"].astype(None) / both["adj_close_stored"].astype(float) - 1).abs()',
+    ): "astype(None) is astype(float64), the same as astype(float)",
+    (
+        "models.prices.store.x_restated_dates",
+        '-    relative = (both["adj_close_fetched"].astype(float) / both["adj_close_stored"].astype(float) - 1).abs()\n+    relative = (both["adj_close_fetched"].astype(float) / both["adj_close_stored"].astype(None) - 1).abs()',
+    ): "astype(None) is astype(float64), the same as astype(float)",
+    (
+        "models.prices.store.x_replace_prices",
+        "-    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False)\n+    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=None)",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the frame's RangeIndex is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.prices.store.x_replace_prices",
+        "-    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False)\n+    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, )",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the frame's RangeIndex is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.prices.store.x_replace_prices",
+        "-    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=False)\n+    table = pa.Table.from_pandas(new, schema=PRICE_SCHEMA, preserve_index=True)",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the frame's RangeIndex is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.prices.store.x_upsert",
+        '-        dates = merged["date"].to_numpy(dtype="datetime64[ns]")\n+        dates = merged["date"].to_numpy(dtype=None)',
+    ): "the date columns of `merged` and `new` come from to_store_table or from a file read with PRICE_SCHEMA, so they are datetime64[ns] already: to_numpy() without a dtype returns the same array",
+    (
+        "models.prices.store.x_upsert",
+        '-        first = int(np.searchsorted(dates, new["date"].to_numpy(dtype="datetime64[ns]").min()))\n+        first = int(np.searchsorted(dates, new["date"].to_numpy(dtype=None).min()))',
+    ): "the date columns of `merged` and `new` come from to_store_table or from a file read with PRICE_SCHEMA, so they are datetime64[ns] already: to_numpy() without a dtype returns the same array",
 }

@@ -139,14 +139,25 @@ def test_upsert_checks_the_seam_with_the_stored_row_before_the_first_new_one(tmp
 
 def test_upsert_does_not_revalidate_stored_history_before_the_seam(tmp_path):
     """Rows already stored passed the rules when written: only the seam and the new rows are checked,
-    so a stored jump long before the new rows does not block tonight's rows."""
+    so a stored jump, even one just before the seam, does not block tonight's rows."""
     frame = history()
     jumped = frame.copy()
-    jumped.loc[jumped.index[10:], ["open", "high", "low", "close", "adj_close"]] *= 3
+    jumped.loc[jumped.index[-2] :, ["open", "high", "low", "close", "adj_close"]] *= 3
     store.upsert(tmp_path, "AAA", jumped.iloc[:-1], "sample-a", OLD)  # no rules when stored
     rules = store.ValidationRules(max_daily_move=0.5)
     _, changed = store.upsert(tmp_path, "AAA", jumped.iloc[-1:], "sample-a", NEW, rules=rules)
     assert changed == 1
+
+
+def test_a_backfilled_session_is_checked_against_the_stored_one_after_it(tmp_path):
+    frame = history()
+    store.upsert(tmp_path, "AAA", frame.iloc[1:], "sample-a", OLD)
+    early = frame.iloc[:1].copy()
+    early[["open", "high", "low", "close", "adj_close"]] *= 3  # a 67 % fall into the stored history
+    rules = store.ValidationRules(max_daily_move=0.5)
+    with pytest.raises(store.PriceValidationError, match="adj_close"):
+        store.upsert(tmp_path, "AAA", early, "sample-a", NEW, rules=rules)
+    assert len(store.read_prices(tmp_path, "AAA", source="sample-a")) == len(frame) - 1
 
 
 def test_replace_prices_rewrites_the_whole_history_with_its_lineage_and_counts_changed_rows(tmp_path):
@@ -201,3 +212,39 @@ def test_check_source_trusts_recorded_lineage_and_refuses_another_source_by_name
     )
     pq.write_table(relabelled, path)
     store.check_source(tmp_path, "AAA", source="sample-a")
+
+
+def test_an_empty_frame_without_columns_has_no_restated_dates():
+    """Sources answer "nothing" with a bare empty frame (yfinance does): no columns to compare."""
+    stored = as_stored(history())
+    assert store.restated_dates(stored, pd.DataFrame(), tolerance=0.0) == []
+    assert store.restated_dates(pd.DataFrame(), stored, tolerance=0.0) == []
+
+
+def test_upsert_applies_the_callers_rules_to_rows_it_already_holds(tmp_path):
+    """The frame handed to upsert is validated whole, even where it equals what is stored (and so
+    changes nothing): rules the caller asks for are never skipped."""
+    frame = history()
+    store.upsert(tmp_path, "AAA", frame, "sample-a", OLD)
+    strict = store.ValidationRules(today=dt.date(2024, 3, 1))  # the frame runs to 2024-03-28
+    with pytest.raises(store.PriceValidationError, match="AAA 2024-03-04 column 'date'"):
+        store.upsert(tmp_path, "AAA", frame, "sample-a", NEW, rules=strict)
+
+
+def test_every_write_has_the_stores_schema(tmp_path):
+    frame = history()
+    for write in (store.upsert, store.replace_prices):
+        path, _ = write(tmp_path, "AAA", frame, "sample-a", OLD)
+        assert pq.read_schema(path).remove_metadata() == store.PRICE_SCHEMA
+
+
+def test_replace_prices_refuses_a_file_of_another_source_by_name(tmp_path):
+    path, _ = store.upsert(tmp_path, "AAA", history(), "sample-a", OLD)
+    copied = store.price_path(tmp_path, "AAA", source="sample-b")
+    copied.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(path).replace_schema_metadata(None), copied)  # rows of sample-a
+    with pytest.raises(store.SourceMismatchError) as err:
+        store.replace_prices(tmp_path, "AAA", history(), "sample-b", NEW)
+    assert str(err.value) == (
+        "AAA: the store holds prices from 'sample-a'; refusing to add prices from 'sample-b' to them"
+    )
