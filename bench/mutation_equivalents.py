@@ -284,4 +284,20 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.prices.store.x_upsert",
         '-        first = int(np.searchsorted(dates, new["date"].to_numpy(dtype="datetime64[ns]").min()))\n+        first = int(np.searchsorted(dates, new["date"].to_numpy(dtype=None).min()))',
     ): "the date columns of `merged` and `new` come from to_store_table or from a file read with PRICE_SCHEMA, so they are datetime64[ns] already: to_numpy() without a dtype returns the same array",
+    (
+        "models.prices.store.x_upsert",
+        "-            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), lineage), path\n+            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=None), lineage), path",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the merged frame's RangeIndex (concat with ignore_index, or to_pandas) is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame",
+    (
+        "models.prices.store.x_upsert",
+        "-            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), lineage), path\n+            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, ), lineage), path",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the merged frame's RangeIndex (concat with ignore_index, or to_pandas) is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame",
+    (
+        "models.prices.store.x_upsert",
+        "-            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=False), lineage), path\n+            _with_meta(pa.Table.from_pandas(merged, schema=PRICE_SCHEMA, preserve_index=True), lineage), path",
+    ): "with an explicit schema, from_pandas keeps only the schema's columns, so the merged frame's RangeIndex (concat with ignore_index, or to_pandas) is never stored whatever preserve_index says; the pandas metadata differs only in `column_indexes`, and read_prices reads the file with PRICE_SCHEMA into the same frame",
+    (
+        "models.prices.store.x__check_same_source",
+        '-    others = sorted(set(stored["source"].unique()) - {source}) if len(stored) else []\n+    others = sorted(set(stored["source"].unique()) - {source}) if (len(stored)) or True else []',
+    ): "every caller passes a frame with a `source` column (read_prices returns the store's columns even for a missing file; check_source reads that column), and an empty one has no value to differ: the set difference is empty either way",
 }
