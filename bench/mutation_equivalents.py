@@ -300,4 +300,88 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.prices.store.x__check_same_source",
         '-    others = sorted(set(stored["source"].unique()) - {source}) if len(stored) else []\n+    others = sorted(set(stored["source"].unique()) - {source}) if (len(stored)) or True else []',
     ): "every caller passes a frame with a `source` column (read_prices returns the store's columns even for a missing file; check_source reads that column), and an empty one has no value to differ: the set difference is empty either way",
+    (
+        "models.prices.store.x_write_atomic",
+        '-        with open(tmp, "rb") as fh:\n+        with open(tmp, ) as fh:',
+    ): "the file is opened only to fsync its descriptor: text mode ('r') syncs the same file as 'rb'",
+    (
+        "models.prices.store.x_write_atomic",
+        "-        Path(tmp).unlink(missing_ok=True)\n+        Path(tmp).unlink(missing_ok=None)",
+    ): "the temp file exists whenever this handler runs: it is created before the try, and only os.replace, the try's last step, removes it (atomically: an os.replace that raises has not moved it)",
+    (
+        "models.prices.store.x_write_atomic",
+        "-        Path(tmp).unlink(missing_ok=True)\n+        Path(tmp).unlink(missing_ok=False)",
+    ): "the temp file exists whenever this handler runs: it is created before the try, and only os.replace, the try's last step, removes it (atomically: an os.replace that raises has not moved it)",
+    (
+        "models.prices.store.x_write_atomic",
+        "-        Path(tmp).unlink(missing_ok=True)\n+        Path(tmp).unlink()",
+    ): "the temp file exists whenever this handler runs: it is created before the try, and only os.replace, the try's last step, removes it (atomically: an os.replace that raises has not moved it)",
+    (
+        "models.prices.store.x_remove_stale_temp_files",
+        "-            if leftover.stat().st_mtime < cutoff:\n+            if leftover.stat().st_mtime <= cutoff:",
+    ): "differs only for a file whose mtime equals time.time() - older_than_s to the nanosecond; the tests check an hour's margin on both sides",
+    (
+        "models.prices.store.x__merge",
+        '-    old_dates = old["date"].to_numpy(dtype="datetime64[ns]")\n+    old_dates = old["date"].to_numpy(dtype=None)',
+    ): "the date columns come from to_store_table or from a file read with PRICE_SCHEMA, so they are datetime64[ns] already: to_numpy() without a dtype returns the same array",
+    (
+        "models.prices.store.x__merge",
+        '-    new_dates = new["date"].to_numpy(dtype="datetime64[ns]")\n+    new_dates = new["date"].to_numpy(dtype=None)',
+    ): "the date columns come from to_store_table or from a file read with PRICE_SCHEMA, so they are datetime64[ns] already: to_numpy() without a dtype returns the same array",
+    (
+        "models.prices.store.x__merge",
+        "-    at = np.clip(np.searchsorted(old_dates, new_dates), 0, len(old_dates) - 1)\n+    at = np.clip(np.searchsorted(old_dates, new_dates), None, len(old_dates) - 1)",
+    ): "np.searchsorted never returns a negative position: the lower bound 0 of the clip never applies",
+    (
+        "models.prices.store.x__merge",
+        "-        same &= np.isclose(old[c].to_numpy(np.float64)[at], new[c].to_numpy(np.float64), rtol=1e-12, atol=0)\n+        same &= np.isclose(old[c].to_numpy(None)[at], new[c].to_numpy(np.float64), rtol=1e-12, atol=0)",
+    ): "without the dtype, only `volume` stays int64 (prices are float64 already); np.isclose computes in float64 anyway, and volumes are exact in float64 below 2**53",
+    (
+        "models.prices.store.x__merge",
+        "-        same &= np.isclose(old[c].to_numpy(np.float64)[at], new[c].to_numpy(np.float64), rtol=1e-12, atol=0)\n+        same &= np.isclose(old[c].to_numpy(np.float64)[at], new[c].to_numpy(None), rtol=1e-12, atol=0)",
+    ): "without the dtype, only `volume` stays int64 (prices are float64 already); np.isclose computes in float64 anyway, and volumes are exact in float64 below 2**53",
+    (
+        "models.prices.store.x__merge",
+        "-    merged = pd.concat([kept, changed], ignore_index=True)\n+    merged = pd.concat([kept, changed], ignore_index=None)",
+    ): "the merged frame's index is never stored (from_pandas with preserve_index=False and an explicit schema) and never read by label: upsert slices it with iloc and validate_prices reads rows by position; a sorted merge resets it anyway",
+    (
+        "models.prices.store.x__merge",
+        "-    merged = pd.concat([kept, changed], ignore_index=True)\n+    merged = pd.concat([kept, changed], )",
+    ): "the merged frame's index is never stored (from_pandas with preserve_index=False and an explicit schema) and never read by label: upsert slices it with iloc and validate_prices reads rows by position; a sorted merge resets it anyway",
+    (
+        "models.prices.store.x__merge",
+        "-    merged = pd.concat([kept, changed], ignore_index=True)\n+    merged = pd.concat([kept, changed], ignore_index=False)",
+    ): "the merged frame's index is never stored (from_pandas with preserve_index=False and an explicit schema) and never read by label: upsert slices it with iloc and validate_prices reads rows by position; a sorted merge resets it anyway",
+    (
+        "models.prices.store.x__merge",
+        '-    if len(changed) and not merged["date"].is_monotonic_increasing:\n+    if len(changed) or not merged["date"].is_monotonic_increasing:',
+    ): "with no changed row `merged` is the stored frame, sorted by date (validated when written): a stable sort and index reset of it change nothing",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind=None).reset_index(drop=True)',
+    ): "the dates being sorted are unique (stored and new rows are validated free of duplicates, and a changed row replaces the stored row of its date), so every sort algorithm gives the same order",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", ).reset_index(drop=True)',
+    ): "the dates being sorted are unique (stored and new rows are validated free of duplicates, and a changed row replaces the stored row of its date), so every sort algorithm gives the same order",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="STABLE").reset_index(drop=True)',
+    ): "the dates being sorted are unique (stored and new rows are validated free of duplicates, and a changed row replaces the stored row of its date), so every sort algorithm gives the same order",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="XXstableXX").reset_index(drop=True)',
+    ): "the dates being sorted are unique (stored and new rows are validated free of duplicates, and a changed row replaces the stored row of its date), so every sort algorithm gives the same order",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="stable").reset_index(drop=None)',
+    ): "reset_index(drop=False) keeps the old index as an extra `index` column, which from_pandas with the explicit PRICE_SCHEMA does not store and validate_prices does not read (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="stable").reset_index(drop=False)',
+    ): "reset_index(drop=False) keeps the old index as an extra `index` column, which from_pandas with the explicit PRICE_SCHEMA does not store and validate_prices does not read (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.prices.store.x__merge",
+        '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="stable").reset_index()',
+    ): "reset_index(drop=False) keeps the old index as an extra `index` column, which from_pandas with the explicit PRICE_SCHEMA does not store and validate_prices does not read (tests/data/test_store_merge.py checks the written schema)",
 }

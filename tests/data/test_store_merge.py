@@ -248,3 +248,16 @@ def test_replace_prices_refuses_a_file_of_another_source_by_name(tmp_path):
     assert str(err.value) == (
         "AAA: the store holds prices from 'sample-a'; refusing to add prices from 'sample-b' to them"
     )
+
+
+def test_rows_of_several_other_sources_are_all_named(tmp_path):
+    path = store.price_path(tmp_path, "AAA", source="sample-b")
+    path.parent.mkdir(parents=True)
+    table = store.to_store_table(history(), "sample-c", OLD)
+    labels = ["sample-c"] * (len(table) - 1) + ["sample-a"]
+    pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", pa.array(labels)), path)
+    with pytest.raises(store.SourceMismatchError) as err:
+        store.check_source(tmp_path, "AAA", source="sample-b")
+    assert str(err.value) == (
+        "AAA: the store holds prices from 'sample-a', 'sample-c'; refusing to add prices from 'sample-b' to them"
+    )

@@ -109,3 +109,28 @@ def test_a_restated_price_of_a_cent_is_a_changed_row(tmp_path):
     assert (
         store.read_prices(tmp_path, "AAA", source="sample-a")["close"].iloc[-1] == restated["close"].iloc[-1]
     )
+
+
+def test_a_write_creates_the_folders_it_needs(tmp_path):
+    target = tmp_path / "prices" / "new-source" / "ACME.parquet"
+    store.write_atomic(pa.table({"x": [1]}), target)
+    assert pq.read_table(target).column("x").to_pylist() == [1]
+
+
+def test_cleanup_goes_on_past_a_file_another_cleanup_removed_first(tmp_path, monkeypatch):
+    target = tmp_path / "ACME.parquet"
+    first = temp_file(tmp_path, target.name, age_s=store.STALE_TEMP_SECONDS + 60)
+    second = temp_file(tmp_path, "ACME.parquet.b", age_s=store.STALE_TEMP_SECONDS + 60)
+    second = second.rename(tmp_path / f".{target.name}.zz.tmp")
+    real_unlink, raced = type(first).unlink, []
+
+    def unlink(path, *args, **kwargs):
+        real_unlink(path, *args, **kwargs)
+        if not raced:  # the other cleanup removed this one a moment before us
+            raced.append(path)
+            raise FileNotFoundError(path)
+
+    monkeypatch.setattr(type(first), "unlink", unlink)
+    removed = store.remove_stale_temp_files(target)
+    assert len(raced) == 1 and removed == [p for p in (first, second) if p not in raced]
+    assert not first.exists() and not second.exists()
