@@ -4,9 +4,10 @@ Runs mutmut (pinned in the dev extra; configured in pyproject.toml [tool.mutmut]
 files it may mutate and the fast tests that cover them) over the functions below, then prints the
 score per module and every surviving mutant as a diff. A survivor listed in
 bench/mutation_equivalents.py (an equivalent mutant: no behaviour changed, with the reason) is
-counted apart; any other survivor fails the command (exit 1). Not part of CI: 7 minutes for gate,
-bootstrap, baselines and audit on 2 shared cores, far longer for the registry and store modules,
-whose tests write files (bench/MUTATION.md has the measured times and scores).
+counted apart; any other survivor fails the command (exit 1). Not part of CI: on 2 shared cores,
+7 minutes for gate, bootstrap, baselines and audit, 9 for aliases, store and publication,
+whose tests write files; evaluation (1,281 mutants) has not been timed (bench/MUTATION.md has the
+measured times and scores).
 
     python -m bench.mutate                  every module, from scratch (removes mutants/)
     python -m bench.mutate gate audit       some modules only
