@@ -18,6 +18,7 @@ from models.dataset.build import build_dataset
 from models.dataset.windows import gather
 from models.training import evaluation as ev
 from models.training.baselines import baselines
+from models.training.bootstrap import default_block
 from models.training.network import build_model, forward
 from tests.helpers import sample_prices, tiny_config
 
@@ -302,6 +303,11 @@ def test_evaluate_run_scores_the_test_split_and_the_champion_on_the_same_windows
     assert again["metrics"] == result["metrics"] and again["champion"] is None
     assert again["champion_version"] is None
     assert all(not c["against"].startswith("champion") for c in again["gate"]["comparisons"])
+    # rejudge against the champion now in place: compared again, under its own version.
+    moved = ev.rejudge(again, config, bundle, 7)
+    assert moved["champion"] == result["champion"] | {"version": 7} and moved["champion_version"] == 7
+    assert moved["metrics"] == result["metrics"] and moved["baselines"] == result["baselines"]
+    assert any(c["against"] == "champion v7" for c in moved["gate"]["comparisons"])
 
 
 @pytest.mark.parametrize(
@@ -380,26 +386,13 @@ def test_the_champion_is_compared_only_on_windows_it_never_saw(dataset, tmp_path
     assert ev.champion_comparison(pooled, info, strict, 4, bundle_older, 6)["blocks"] is False
 
 
-def test_walk_forward_evaluation_pools_the_folds_and_hands_every_fatal_diagnosis_to_the_gate(
-    dataset, tmp_path
-):
-    import dataclasses
-
-    config, info = dataset
-    config = config.model_copy(update={"gate": GateConfig(bootstrap_samples=300)})
-    pooled = pooled_predictions(seed=5)
-    diagnoses = {
-        0: [{"code": "exploding-loss", "message": "loss 1e4", "fatal": True}],
-        1: [
-            {"code": "constant-feature", "message": "flag only", "fatal": False},
-            {"code": "dead-units", "message": "no key says fatal: fatal"},
-        ],
-    }
+def saved_fold_records(pooled, diagnoses, folder):
+    """The flow's fold records for `pooled`, each fold's predictions saved as the trainer saves them."""
     records = []
     for record in fold_records(pooled):
         f = record["fold"]
         m = pooled["fold"] == f
-        path = tmp_path / f"fold-{f}.npz"
+        path = folder / f"fold-{f}.npz"
         part = {k: v[m] for k, v in pooled.items() if k not in ("fold", "train_direction")}
         np.savez(path, **part, train_direction=np.array(2 if f == 0 else 0))
         records.append(
@@ -417,6 +410,25 @@ def test_walk_forward_evaluation_pools_the_folds_and_hands_every_fatal_diagnosis
                 },
             }
         )
+    return records
+
+
+def test_walk_forward_evaluation_pools_the_folds_and_hands_every_fatal_diagnosis_to_the_gate(
+    dataset, tmp_path
+):
+    import dataclasses
+
+    config, info = dataset
+    config = config.model_copy(update={"gate": GateConfig(bootstrap_samples=300)})
+    pooled = pooled_predictions(seed=5)
+    diagnoses = {
+        0: [{"code": "exploding-loss", "message": "loss 1e4", "fatal": True}],
+        1: [
+            {"code": "constant-feature", "message": "flag only", "fatal": False},
+            {"code": "dead-units", "message": "no key says fatal: fatal"},
+        ],
+    }
+    records = saved_fold_records(pooled, diagnoses, tmp_path)
     folds = [dataclasses.replace(info, fold=f) for f in (0, 1)]
     records.sort(key=lambda r: r["fold"])  # as the flow hands them over
     result = ev.evaluate_walk_forward(records, folds, config, tmp_path / "evaluation")
@@ -453,3 +465,40 @@ def test_walk_forward_evaluation_pools_the_folds_and_hands_every_fatal_diagnosis
     # Judged again (another champion in place; here none): the same verdict from the stored inputs.
     again = ev.rejudge(result, config, None, None)
     assert again["gate"] == result["gate"] and again["metrics"] == result["metrics"]
+
+
+def champion_rules(evaluation):
+    return [r for r in evaluation["gate"]["rules"] if "champion" in r["message"]]
+
+
+def test_walk_forward_compares_the_champion_on_the_evidence_block_and_rejudge_compares_again(
+    dataset, tmp_path
+):
+    import dataclasses
+
+    config, info = dataset
+    config = config.model_copy(update={"gate": GateConfig(bootstrap_samples=300)})
+    pooled = pooled_predictions(seed=6)
+    records = saved_fold_records(pooled, {0: [], 1: []}, tmp_path)
+    folds = [dataclasses.replace(info, fold=f) for f in (0, 1)]
+    # A champion whose training ended before every pooled window's first input: every window counts.
+    splits = {**info.splits, "validation": ["2000-01-01", "2000-06-30"]}
+    bundle = champion_bundle(tmp_path / "champion", info, splits=splits)
+    result = ev.evaluate_walk_forward(records, folds, config, tmp_path / "evaluation", bundle, 3)
+    block = result["walk_forward"]["sample"]["block_sessions"]
+    assert block == default_block(info.horizon, 60)  # the evidence's block (the gate config says None)
+    expected = ev.champion_comparison(pooled, folds[1], config.gate, block, bundle, 3)
+    assert expected["compared"] is True and expected["windows"] == len(pooled["labels"])
+    assert result["champion"] == expected and result["champion_version"] == 3
+    other_block = ev.champion_comparison(pooled, folds[1], config.gate, block + 3, bundle, 3)
+    assert other_block["difference"] != expected["difference"]  # the block the evidence used matters
+    assert [" vs champion v3 " in r["message"] for r in champion_rules(result)] == [True]
+
+    # Judged again with the champion in place at promotion: compared anew, under its version.
+    again = ev.rejudge(result, config, bundle, 8)
+    assert again["champion"] == expected | {"version": 8} and again["champion_version"] == 8
+    assert again["metrics"] == result["metrics"] and again["walk_forward"] == result["walk_forward"]
+    assert [" vs champion v8 " in r["message"] for r in champion_rules(again)] == [True]
+    alone = ev.rejudge(result, config, None, None)
+    assert alone["champion"] is None and alone["champion_version"] is None
+    assert champion_rules(alone) == []
