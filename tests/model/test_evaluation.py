@@ -502,3 +502,44 @@ def test_walk_forward_compares_the_champion_on_the_evidence_block_and_rejudge_co
     alone = ev.rejudge(result, config, None, None)
     assert alone["champion"] is None and alone["champion_version"] is None
     assert champion_rules(alone) == []
+
+
+def test_a_champion_with_per_ticker_stats_lacking_one_of_our_tickers_is_not_compared(dataset, tmp_path):
+    from models.dataset.normalization import Stats, write_stats
+
+    config, info = dataset
+    bundle = champion_bundle(tmp_path / "champion", info)
+    shape = (len(info.tickers) - 1, len(info.features))
+    stats = Stats(info.features, np.zeros(shape), np.ones(shape), 1, (), {}, scopes=info.tickers[:-1])
+    write_stats(stats, bundle / "stats.parquet")
+    assert ev.champion_metrics(bundle, 2, info, load_arrays(info.path)) is None
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    gate = config.gate.model_copy(update={"bootstrap_samples": 50})
+    record = ev.champion_comparison(pooled, info, gate, 4, bundle, 2)
+    missing = info.tickers[-1]
+    assert (
+        record
+        == {
+            "version": 2,
+            "compared": False,
+            "blocks": False,  # the champion's test period ends with ours, yet it cannot judge our tickers
+            "reason": f"not comparable: normalization stats are per ticker and have none for ['{missing}'] "
+            f"(fitted for {list(info.tickers[:-1])})",
+        }
+    )
+
+
+def test_a_model_is_loaded_in_safe_mode_and_a_head_without_three_classes_predicts_down(dataset, tmp_path):
+    config, info = dataset
+    arrays = load_arrays(info.path)
+    matrix = normalized_matrix(info, arrays)
+    inputs = keras.Input((info.window, len(info.features)))
+    lambda_model = keras.Model(inputs, keras.layers.Lambda(lambda x: x[:, -1, :3])(inputs))
+    lambda_model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="safe_mode"):
+        ev.evaluate_model(tmp_path / "lambda.keras", matrix, arrays, info.window)
+    two = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.LSTM(2)(inputs)))
+    two.save(tmp_path / "two.keras")
+    y = arrays.labels[arrays.ends["test"]]
+    expected = ev.classification_metrics(y, np.zeros(len(y), dtype=np.int64))
+    assert ev.evaluate_model(tmp_path / "two.keras", matrix, arrays, info.window) == expected
