@@ -543,3 +543,61 @@ def test_a_model_is_loaded_in_safe_mode_and_a_head_without_three_classes_predict
     y = arrays.labels[arrays.ends["test"]]
     expected = ev.classification_metrics(y, np.zeros(len(y), dtype=np.int64))
     assert ev.evaluate_model(tmp_path / "two.keras", matrix, arrays, info.window) == expected
+
+
+def test_every_interval_of_the_evidence_is_the_block_bootstrap_the_config_asks_for():
+    """Each bound recomputed here from the bootstrap's primitives: the seed, the block (from the
+    horizon), the number of resamples and the confidence of the config, the fold's own seed."""
+    from models.training import bootstrap as bs
+
+    pooled = pooled_predictions(seed=7)
+    gate = GateConfig(bootstrap_samples=400, bootstrap_seed=5, confidence=0.9)
+    evidence = ev.walk_forward_evidence(pooled, fold_records(pooled), ("AAA", "BBB"), 7, gate)
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    session, n = bs.session_index(pooled["dates"])
+    block = bs.default_block(7, n)
+    weights = bs.block_weights(n, block, 400, 5)
+    assert evidence["sample"]["block_sessions"] == block == 14
+
+    def reps(mask, correct, s=session, w=weights):
+        return bs.balanced_accuracy_replicates(y[mask], correct[mask], s, w)
+
+    every = np.ones(len(y), dtype=bool)
+    ours = (pred == y).astype(np.float64)
+    estimate = evidence["model"]["balanced_accuracy"]
+    assert evidence["model"]["interval"] == bs.interval(estimate, reps(every, ours), 0.9).as_dict()
+    for name, base in evidence["baselines"].items():
+        theirs = pooled[f"baseline_{name}"][np.arange(len(y)), y].astype(np.float64)
+        diff = reps(every, ours) - reps(every, theirs)
+        assert base["interval"] == bs.interval(base["balanced_accuracy"], reps(every, theirs), 0.9).as_dict()
+        assert base["difference"] == bs.interval(estimate - base["balanced_accuracy"], diff, 0.9).as_dict()
+
+    for row in evidence["folds"]:
+        f, mask = row["fold"], pooled["fold"] == row["fold"]
+        best = pooled[f"baseline_{row['strongest']}"][np.arange(len(y)), y].astype(np.float64)
+        s, d = bs.session_index(pooled["dates"][mask])
+        w = bs.block_weights(d, block, 400, 5 + 1 + f)  # each fold its own resamples
+        diff = reps(mask, ours, s, w) - reps(mask, best, s, w)
+        assert row["interval"] == bs.interval(row["difference"], diff, 0.9).as_dict()
+
+    moved = (y != 1) & (pred != 1)
+    hit = ((pred == y) & moved).astype(np.float64)
+    base_hit = ((pooled["train_direction"] == y) & moved).astype(np.float64)
+    diff = bs.ratio_replicates(hit, moved, session, weights) - bs.ratio_replicates(
+        base_hit, moved, session, weights
+    )
+    direction = evidence["direction"]["difference"]
+    expected = bs.interval(direction["model"] - direction["baseline"], diff, 0.9).as_dict()
+    assert {k: direction[k] for k in expected} == expected
+
+    sample = evidence["sample"]
+    assert sample["label_periods"] == round(60 / 7, 1) == 8.6
+    assert sample["effective_windows"] == round(bs.effective_windows(ours, session, weights), 1)
+    assert sample["confidence"] == 0.9 and sample["bootstrap_samples"] == 400
+
+    # A fold of exactly two blocks' sessions (30 = 2 x 15) is resampled; one more session is needed
+    # for a block of 16 (see test_the_bootstrap_is_reproducible_and_its_block_follows_the_config).
+    two_blocks = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB"), 7, gate.model_copy(update={"block_sessions": 15})
+    )
+    assert all("interval" in row for row in two_blocks["folds"])
