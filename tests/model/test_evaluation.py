@@ -479,7 +479,10 @@ def test_walk_forward_compares_the_champion_on_the_evidence_block_and_rejudge_co
     config, info = dataset
     config = config.model_copy(update={"gate": GateConfig(bootstrap_samples=300)})
     pooled = pooled_predictions(seed=6)
-    records = saved_fold_records(pooled, {0: [], 1: []}, tmp_path)
+    records = [
+        r | {"baselines_file": f"fold-{r['fold']}/baselines.json"}
+        for r in saved_fold_records(pooled, {0: [], 1: []}, tmp_path)
+    ]
     folds = [dataclasses.replace(info, fold=f) for f in (0, 1)]
     # A champion whose training ended before every pooled window's first input: every window counts.
     splits = {**info.splits, "validation": ["2000-01-01", "2000-06-30"]}
@@ -493,11 +496,16 @@ def test_walk_forward_compares_the_champion_on_the_evidence_block_and_rejudge_co
     other_block = ev.champion_comparison(pooled, folds[1], config.gate, block + 3, bundle, 3)
     assert other_block["difference"] != expected["difference"]  # the block the evidence used matters
     assert [" vs champion v3 " in r["message"] for r in champion_rules(result)] == [True]
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    model = ev.classification_metrics(y, pred, pooled["model"])  # with the log loss of the probabilities
+    assert result["metrics"] == model | {"interval": result["walk_forward"]["model"]["interval"]}
+    assert result["baselines_file"] == "fold-1/baselines.json"  # the published (last) fold's
 
     # Judged again with the champion in place at promotion: compared anew, under its version.
     again = ev.rejudge(result, config, bundle, 8)
     assert again["champion"] == expected | {"version": 8} and again["champion_version"] == 8
     assert again["metrics"] == result["metrics"] and again["walk_forward"] == result["walk_forward"]
+    assert again["baselines_file"] == "fold-1/baselines.json"
     assert [" vs champion v8 " in r["message"] for r in champion_rules(again)] == [True]
     alone = ev.rejudge(result, config, None, None)
     assert alone["champion"] is None and alone["champion_version"] is None
@@ -601,3 +609,29 @@ def test_every_interval_of_the_evidence_is_the_block_bootstrap_the_config_asks_f
         pooled, fold_records(pooled), ("AAA", "BBB"), 7, gate.model_copy(update={"block_sessions": 15})
     )
     assert all("interval" in row for row in two_blocks["folds"])
+
+
+def test_pool_folds_concatenates_in_fold_order_and_pools_a_single_fold(tmp_path):
+    pooled = pooled_predictions(seed=8)
+    records = saved_fold_records(pooled, {0: [], 1: []}, tmp_path)
+    assert [r["fold"] for r in records] == [1, 0]  # handed over out of order
+    back = ev.pool_folds(records)
+    assert set(back) == set(pooled)
+    for key, values in pooled.items():
+        np.testing.assert_array_equal(back[key], values, err_msg=key)
+    alone = ev.pool_folds(records[:1])  # one fold (a walk-forward of one fold, or a holdout run)
+    m = pooled["fold"] == 1
+    assert set(alone) == set(pooled)
+    for key, values in pooled.items():
+        np.testing.assert_array_equal(alone[key], values[m], err_msg=key)
+
+
+def test_the_strongest_baseline_is_the_best_scoring_one_whatever_its_name():
+    pooled = pooled_predictions(seed=9)
+    y = pooled["labels"]
+    wrong = pooled | {"baseline_zz_wrong": np.eye(3, dtype=np.float32)[(y + 1) % 3]}
+    gate = GateConfig(bootstrap_samples=200)
+    evidence = ev.walk_forward_evidence(wrong, fold_records(wrong), ("AAA", "BBB"), 1, gate)
+    scores = {n: b["balanced_accuracy"] for n, b in evidence["baselines"].items()}
+    assert scores["zz_wrong"] == 0.0
+    assert evidence["strongest_baseline"] == max(scores, key=scores.get) != "zz_wrong"
