@@ -384,4 +384,80 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.prices.store.x__merge",
         '-        merged = merged.sort_values("date", kind="stable").reset_index(drop=True)\n+        merged = merged.sort_values("date", kind="stable").reset_index()',
     ): "reset_index(drop=False) keeps the old index as an extra `index` column, which from_pandas with the explicit PRICE_SCHEMA does not store and validate_prices does not read (tests/data/test_store_merge.py checks the written schema)",
+    (
+        "models.training.evaluation.x_pool_folds",
+        '-            part = {k: z[k] for k in z.files if k != "train_direction"}\n+            part = {k: z[k] for k in z.files if k != "XXtrain_directionXX"}',
+    ): "the npz's 0-d train_direction is copied, then replaced at once by the per-window array under the same key",
+    (
+        "models.training.evaluation.x_pool_folds",
+        '-            part = {k: z[k] for k in z.files if k != "train_direction"}\n+            part = {k: z[k] for k in z.files if k != "TRAIN_DIRECTION"}',
+    ): "the npz's 0-d train_direction is copied, then replaced at once by the per-window array under the same key",
+    (
+        "models.training.evaluation.x_pool_folds",
+        '-        part["fold"] = np.full(len(part["labels"]), record["fold"], dtype=np.int32)\n+        part["fold"] = np.full(len(part["labels"]), record["fold"], dtype=None)',
+    ): "fold numbers as int64 instead of int32: the same values; every reader compares them (pooled['fold'] == f)",
+    (
+        "models.training.evaluation.x_pool_folds",
+        '-        part["fold"] = np.full(len(part["labels"]), record["fold"], dtype=np.int32)\n+        part["fold"] = np.full(len(part["labels"]), record["fold"], )',
+    ): "fold numbers as int64 instead of int32: the same values; every reader compares them (pooled['fold'] == f)",
+    (
+        "models.training.evaluation.x__correct",
+        "-        return (probs.argmax(axis=1) == y).astype(np.float64)\n+        return (probs.argmax(axis=1) == y).astype(None)",
+    ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x__correct",
+        "-    return probs[np.arange(len(y)), y].astype(np.float64)\n+    return probs[np.arange(len(y)), y].astype(None)",
+    ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x__judge_walk_forward",
+        '-        pooled["labels"].astype(np.int64), pooled["model"].argmax(axis=1), pooled["model"]\n+        pooled["labels"].astype(None), pooled["model"].argmax(axis=1), pooled["model"]',
+    ): "float64 labels 0./1./2. instead of int64: classification_metrics counts the confusion by value and casts the labels to int64 where it indexes",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-    y = pooled["labels"].astype(np.int64)\n+    y = pooled["labels"].astype(None)',
+    ): "float64 labels instead of int64: y is only compared by value (y == c, y != RANGE_BOUND) and cast to int64 where it indexes (confusion, bootstrap one-hot, the class columns)",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-    point = {"model": classification_metrics(y, pooled["model"].argmax(axis=1), pooled["model"])}\n+    point = {"model": classification_metrics(y, pooled["model"].argmax(axis=1), None)}',
+    ): "without the probabilities classification_metrics leaves out only log_loss, and the evidence reads only accuracy and balanced_accuracy of it",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-    point = {"model": classification_metrics(y, pooled["model"].argmax(axis=1), pooled["model"])}\n+    point = {"model": classification_metrics(y, pooled["model"].argmax(axis=1), )}',
+    ): "without the probabilities classification_metrics leaves out only log_loss, and the evidence reads only accuracy and balanced_accuracy of it",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        "-    model_hit = ((pred == y) & moved).astype(np.float64)\n+    model_hit = ((pred == y) & moved).astype(None)",
+    ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-    base_hit = ((pooled["train_direction"] == y) & moved).astype(np.float64)\n+    base_hit = ((pooled["train_direction"] == y) & moved).astype(None)',
+    ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-        "model": float(model_hit.sum() / n_moved) if n_moved else float("nan"),\n+        "model": float(model_hit.sum() / n_moved) if (n_moved) or True else float("nan"),',
+    ): "with no window that moved, numpy's 0.0 / 0 is NaN (with a RuntimeWarning), the value the else branch gives",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-        "baseline": float(base_hit.sum() / n_moved) if n_moved else float("nan"),\n+        "baseline": float(base_hit.sum() / n_moved) if (n_moved) or True else float("nan"),',
+    ): "with no window that moved, numpy's 0.0 / 0 is NaN (with a RuntimeWarning), the value the else branch gives",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-        "model": float(model_hit.sum() / n_moved) if n_moved else float("nan"),\n+        "model": float(model_hit.sum() / n_moved) if n_moved else float("NAN"),',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-        "baseline": float(base_hit.sum() / n_moved) if n_moved else float("nan"),\n+        "baseline": float(base_hit.sum() / n_moved) if n_moved else float("NAN"),',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-            "estimate": float("nan"),\n+            "estimate": float("NAN"),',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-            "lower": float("nan"),\n+            "lower": float("NAN"),',
+    ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_walk_forward_evidence",
+        '-            "upper": float("nan"),\n+            "upper": float("NAN"),',
+    ): "float('NAN') is NaN, like float('nan')",
 }

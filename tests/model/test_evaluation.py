@@ -147,8 +147,10 @@ def test_direction_skill_counts_only_up_down_calls_on_windows_that_moved():
     none = ev.walk_forward_evidence(
         flat, fold_records(flat), ("AAA", "BBB"), 1, GateConfig(bootstrap_samples=300)
     )["direction"]["difference"]
-    assert none["windows"] == 0 and np.isnan(none["model"]) and np.isnan(none["lower"])
-    assert none["confidence"] == 0.95
+    assert none["windows"] == 0 and none["confidence"] == 0.95 and none["baseline_class"] == "down/up"
+    nan = {"model", "baseline", "estimate", "lower", "upper"}
+    assert set(none) == nan | {"windows", "confidence", "baseline_class"}
+    assert all(np.isnan(none[k]) for k in nan)
 
 
 def test_per_ticker_rows_and_the_ticker_that_carries_the_result():
@@ -191,6 +193,12 @@ def test_a_ticker_without_windows_has_no_row():
     pooled = pooled_predictions(seed=2)
     evidence = ev.walk_forward_evidence(
         pooled, fold_records(pooled), ("AAA", "BBB", "ZZZ"), 1, GateConfig(bootstrap_samples=200)
+    )
+    assert [r["ticker"] for r in evidence["per_ticker"]] == ["AAA", "BBB"]
+    # ... wherever it sits in the universe: the tickers after it still get theirs.
+    gap = pooled | {"ticker_ids": pooled["ticker_ids"] * 2}
+    evidence = ev.walk_forward_evidence(
+        gap, fold_records(gap), ("AAA", "ZZZ", "BBB"), 1, GateConfig(bootstrap_samples=200)
     )
     assert [r["ticker"] for r in evidence["per_ticker"]] == ["AAA", "BBB"]
 
