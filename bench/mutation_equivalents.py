@@ -460,4 +460,16 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.training.evaluation.x_walk_forward_evidence",
         '-            "upper": float("nan"),\n+            "upper": float("NAN"),',
     ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-    if probs.shape[-1] != K:\n+    if probs.shape[+1] != K:",
+    ): "probs is 2-D ([windows, classes]): shape[+1] is shape[-1]",
+    (
+        "models.training.evaluation.x__balanced",
+        '-    return float(np.mean([correct[y == c].mean() for c in present])) if present else float("nan")\n+    return float(np.mean([correct[y == c].mean() for c in present])) if (present) or True else float("nan")',
+    ): "with no class present, np.mean of an empty list is NaN (with a RuntimeWarning), the value the else branch gives",
+    (
+        "models.training.evaluation.x__balanced",
+        '-    return float(np.mean([correct[y == c].mean() for c in present])) if present else float("nan")\n+    return float(np.mean([correct[y == c].mean() for c in present])) if present else float("NAN")',
+    ): "float('NAN') is NaN, like float('nan')",
 }

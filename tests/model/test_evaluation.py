@@ -286,13 +286,14 @@ def hand_metrics(model_path, info):
 def test_evaluate_run_scores_the_test_split_and_the_champion_on_the_same_windows(dataset, tmp_path):
     config, info = dataset
     model_path = save_model(tmp_path / "ours.keras", info, seed=5)
-    y, pred, _ = hand_metrics(model_path, info)
+    y, pred, probs = hand_metrics(model_path, info)
     fatal = [{"code": "dead-units", "message": "dead", "fatal": True}]
     bundle = champion_bundle(tmp_path / "champion", info)
     result = ev.evaluate_run(info.path, model_path, config.gate, fatal, bundle, 4)
     assert result["scheme"] == "holdout" and result["metrics"]["windows"] == len(y)
     assert result["metrics"]["balanced_accuracy"] == pytest.approx(balanced(y, (pred == y).astype(float)))
     assert result["metrics"]["accuracy"] == pytest.approx((pred == y).mean())
+    assert result["metrics"] == ev.classification_metrics(y, pred, probs)  # log loss included
     assert result["baselines"] == baselines(load_arrays(info.path))
     cy, cpred, _ = hand_metrics(bundle / "model.keras", info)
     assert result["champion"]["version"] == 4 and result["champion_version"] == 4
@@ -643,3 +644,52 @@ def test_the_strongest_baseline_is_the_best_scoring_one_whatever_its_name():
     scores = {n: b["balanced_accuracy"] for n, b in evidence["baselines"].items()}
     assert scores["zz_wrong"] == 0.0
     assert evidence["strongest_baseline"] == max(scores, key=scores.get) != "zz_wrong"
+
+
+def partly_right(seed: int, share: float) -> dict[str, np.ndarray]:
+    """Three tickers: AAA always right, BBB right `share` of the time, CCC a third of the time."""
+    pooled = pooled_predictions(seed=seed, tickers=3)
+    y, pred = pooled["labels"], pooled["model"].argmax(axis=1)
+    rng = np.random.default_rng(100 + seed)
+    bbb = pooled["ticker_ids"] == 1
+    pred = np.where(bbb, np.where(rng.random(len(y)) < share, y, (y + 1) % 3), pred)
+    return pooled | {"model": np.eye(3, dtype=np.float32)[pred] * 0.8 + 0.2 / 3}
+
+
+def test_a_ticker_carries_the_result_when_the_rest_keeps_at_most_half_of_it_or_the_minimum_effect():
+    pooled = partly_right(seed=0, share=0.8)
+    tickers = ("AAA", "BBB", "CCC")
+
+    def evidence(min_effect):
+        gate = GateConfig(bootstrap_samples=100, min_effect=min_effect)
+        return ev.walk_forward_evidence(pooled, fold_records(pooled), tickers, 1, gate)
+
+    base = evidence(0.0)
+    overall = base["baselines"][base["strongest_baseline"]]["difference"]["estimate"]
+    without = {r["ticker"]: r["difference_without"] for r in base["per_ticker"]}
+    # Without AAA a third to a half of the edge is left; without BBB more than half, less than all.
+    assert overall / 3 < without["AAA"] <= overall / 2 <= without["BBB"] < overall < without["CCC"]
+    assert base["carried_by"] == ["AAA"]
+    # A minimum effect above half the edge is the bar instead, inclusive: BBB's share exactly.
+    assert evidence(without["BBB"])["carried_by"] == ["AAA", "BBB"]
+    # An edge no larger than the minimum effect: there is nothing for a ticker to carry.
+    assert evidence(overall)["carried_by"] == []
+
+
+def test_per_ticker_balanced_accuracy_counts_only_the_classes_the_ticker_has():
+    pooled = pooled_predictions(seed=10)
+    y = np.where((pooled["ticker_ids"] == 1) & (pooled["labels"] == 0), 2, pooled["labels"])
+    pooled = pooled | {"labels": y}
+    evidence = ev.walk_forward_evidence(
+        pooled, fold_records(pooled), ("AAA", "BBB"), 1, GateConfig(bootstrap_samples=100)
+    )
+    m = pooled["ticker_ids"] == 1
+    correct = (pooled["model"].argmax(axis=1) == y).astype(float)
+    bbb = evidence["per_ticker"][1]
+    assert bbb["ticker"] == "BBB" and set(y[m]) == {1, 2}
+    assert bbb["model"] == pytest.approx(balanced(y[m], correct[m]))  # the mean of two recalls
+
+    # One ticker: nothing is left without it, so no "difference without" and nothing carried.
+    one = {k: v[~m] for k, v in pooled.items()}
+    alone = ev.walk_forward_evidence(one, fold_records(one), ("AAA",), 1, GateConfig(bootstrap_samples=100))
+    assert np.isnan(alone["per_ticker"][0]["difference_without"]) and alone["carried_by"] == []
