@@ -472,4 +472,24 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.training.evaluation.x__balanced",
         '-    return float(np.mean([correct[y == c].mean() for c in present])) if present else float("nan")\n+    return float(np.mean([correct[y == c].mean() for c in present])) if present else float("NAN")',
     ): "float('NAN') is NaN, like float('nan')",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-        y_pred = np.zeros(len(ends), dtype=np.int64)\n+        y_pred = np.zeros(len(ends), dtype=None)",
+    ): "float64 zeros instead of int64: confusion() casts the predictions to int64",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-        y_pred = np.zeros(len(ends), dtype=np.int64)\n+        y_pred = np.zeros(len(ends), )",
+    ): "float64 zeros instead of int64: confusion() casts the predictions to int64",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-    return classification_metrics(arrays.labels[ends], probs.argmax(axis=-1), probs)\n+    return classification_metrics(arrays.labels[ends], probs.argmax(axis=+1), probs)",
+    ): "probs is 2-D ([windows, classes]): argmax over axis +1 is over axis -1",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-        and float(manifest["labels"].get("scale", -1)) == dataset.theta\n+        and float(manifest["labels"].get("scale", -2)) == dataset.theta',
+    ): "a label scale (theta or k) is validated > 0 (LabelConfig), so a missing scale read as -2 matches none, like -1",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-    seen_until = np.datetime64(pd.Timestamp(manifest["splits"]["validation"][1]), "ns")\n+    seen_until = np.datetime64(pd.Timestamp(manifest["splits"]["validation"][1]), )',
+    ): "np.datetime64 of a Timestamp without a unit is in microseconds; datetime64 comparisons are by value across units, and a split end is a whole day",
 }

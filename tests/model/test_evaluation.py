@@ -311,6 +311,8 @@ def test_evaluate_run_scores_the_test_split_and_the_champion_on_the_same_windows
     again = ev.rejudge(result, config, None, None)
     assert again["metrics"] == result["metrics"] and again["champion"] is None
     assert again["champion_version"] is None
+    # A version without a bundle (nothing to compare with) is not reported as the champion's.
+    assert ev.rejudge(result, config, None, 4)["champion_version"] is None
     assert all(not c["against"].startswith("champion") for c in again["gate"]["comparisons"])
     # rejudge against the champion now in place: compared again, under its own version.
     moved = ev.rejudge(again, config, bundle, 7)
@@ -693,3 +695,16 @@ def test_per_ticker_balanced_accuracy_counts_only_the_classes_the_ticker_has():
     one = {k: v[~m] for k, v in pooled.items()}
     alone = ev.walk_forward_evidence(one, fold_records(one), ("AAA",), 1, GateConfig(bootstrap_samples=100))
     assert np.isnan(alone["per_ticker"][0]["difference_without"]) and alone["carried_by"] == []
+
+
+def test_a_champion_whose_manifest_has_no_label_scale_is_not_compared(dataset, tmp_path):
+    """Even against a k of 1 (rule volatility), a plausible scale: a missing scale matches nothing."""
+    import dataclasses
+
+    config, info = dataset
+    info = dataclasses.replace(info, theta=1.0, label_rule={**info.label_rule, "rule": "volatility"})
+    bundle = champion_bundle(tmp_path / "champion", info, labels={"rule": "volatility"})
+    assert ev.champion_metrics(bundle, 2, info, load_arrays(info.path)) is None
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    record = ev.champion_comparison(pooled, info, config.gate, 4, bundle, 2)
+    assert record["compared"] is False and record["reason"].startswith("not comparable: trained with")
