@@ -708,3 +708,52 @@ def test_a_champion_whose_manifest_has_no_label_scale_is_not_compared(dataset, t
     pooled = pooled_from(info, tmp_path / "ours.keras")
     record = ev.champion_comparison(pooled, info, config.gate, 4, bundle, 2)
     assert record["compared"] is False and record["reason"].startswith("not comparable: trained with")
+
+
+def test_the_champion_needs_the_configured_sessions_and_two_blocks_both_inclusive(dataset, tmp_path):
+    config, info = dataset
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    bundle = champion_bundle(tmp_path / "champion", info)  # trained before our test period
+    gate = config.gate.model_copy(update={"bootstrap_samples": 100, "min_champion_sessions": 1})
+    sessions = len(np.unique(pooled["dates"]))
+    assert sessions >= 40
+
+    def compare(block, **changes):
+        return ev.champion_comparison(pooled, info, gate.model_copy(update=changes), block, bundle, 1)
+
+    assert compare(4, min_champion_sessions=sessions)["compared"] is True
+    too_few = compare(4, min_champion_sessions=sessions + 1)
+    assert too_few["compared"] is False and too_few["reason"].endswith(f"(needs {sessions + 1})")
+    half = sessions // 2
+    assert compare(half)["compared"] is True  # exactly enough for two blocks
+    over = compare(half + 1 + sessions % 2)
+    assert over["compared"] is False and over["reason"].endswith(f"(needs {2 * (half + 1 + sessions % 2)})")
+
+
+def test_a_champion_with_per_ticker_stats_is_scored_on_inputs_normalized_per_ticker(dataset, tmp_path):
+    from models.dataset.normalization import Stats, write_stats
+
+    config, info = dataset
+    arrays = load_arrays(info.path)
+    bundle = champion_bundle(tmp_path / "champion", info)
+    n_tickers, n_features = len(info.tickers), len(info.features)
+    center = np.arange(n_tickers * n_features, dtype=np.float64).reshape(n_tickers, n_features) / 4
+    scale = 1.0 + np.arange(n_tickers)[:, None] * np.ones((1, n_features))
+    write_stats(Stats(info.features, center, scale, 1, (), {}, scopes=info.tickers), bundle / "stats.parquet")
+    matrix = ((arrays.matrix - center[arrays.ticker_ids]) / scale[arrays.ticker_ids]).astype(np.float32)
+    ends = arrays.ends["test"]
+    model = keras.saving.load_model(bundle / "model.keras")
+    probs = forward(model, gather(matrix, ends, info.window))
+    y = arrays.labels[ends].astype(np.int64)
+    expected = ev.classification_metrics(y, probs.argmax(axis=1), probs)
+    got = ev.champion_metrics(bundle, 5, info, arrays)
+    assert got.pop("log_loss") == pytest.approx(expected.pop("log_loss"))
+    assert got == {"version": 5, **expected}
+
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    gate = config.gate.model_copy(update={"bootstrap_samples": 100})
+    record = ev.champion_comparison(pooled, info, gate, 4, bundle, 5)
+    assert record["compared"] is True
+    assert record["balanced_accuracy"] == pytest.approx(
+        balanced(y, (probs.argmax(axis=1) == y).astype(float))
+    )
