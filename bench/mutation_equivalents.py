@@ -492,4 +492,32 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.training.evaluation.x_champion_comparison",
         '-    seen_until = np.datetime64(pd.Timestamp(manifest["splits"]["validation"][1]), "ns")\n+    seen_until = np.datetime64(pd.Timestamp(manifest["splits"]["validation"][1]), )',
     ): "np.datetime64 of a Timestamp without a unit is in microseconds; datetime64 comparisons are by value across units, and a split end is a whole day",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-    model = keras.saving.load_model(model_path, safe_mode=True)\n+    model = keras.saving.load_model(model_path, safe_mode=None)",
+    ): "keras.saving.load_model treats safe_mode=None as safe mode (checked: a Lambda model is refused with None, with True and by default)",
+    (
+        "models.training.evaluation.x_evaluate_model",
+        "-    model = keras.saving.load_model(model_path, safe_mode=True)\n+    model = keras.saving.load_model(model_path, )",
+    ): "keras.saving.load_model is in safe mode by default (safe_mode=True)",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-    model = keras.saving.load_model(champion_bundle / "model.keras", safe_mode=True)\n+    model = keras.saving.load_model(champion_bundle / "model.keras", safe_mode=None)',
+    ): "keras.saving.load_model treats safe_mode=None as safe mode (checked: a Lambda model is refused with None, with True and by default)",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-    model = keras.saving.load_model(champion_bundle / "model.keras", safe_mode=True)\n+    model = keras.saving.load_model(champion_bundle / "model.keras", )',
+    ): "keras.saving.load_model is in safe mode by default (safe_mode=True)",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-    y = pooled["labels"][mask].astype(np.int64)\n+    y = pooled["labels"][mask].astype(None)',
+    ): "float64 labels instead of int64: compared by value with the argmax, cast to int64 where they index (bootstrap one-hot)",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        '-    ours_correct = (pooled["model"][mask].argmax(axis=1) == y).astype(np.float64)\n+    ours_correct = (pooled["model"][mask].argmax(axis=1) == y).astype(None)',
+    ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x_champion_comparison",
+        "-    theirs_correct = (probs.argmax(axis=1) == y).astype(np.float64)\n+    theirs_correct = (probs.argmax(axis=1) == y).astype(None)",
+    ): "astype(None) is astype(float64)",
 }

@@ -557,6 +557,12 @@ def test_a_model_is_loaded_in_safe_mode_and_a_head_without_three_classes_predict
     lambda_model.save(tmp_path / "lambda.keras")
     with pytest.raises(ValueError, match="safe_mode"):
         ev.evaluate_model(tmp_path / "lambda.keras", matrix, arrays, info.window)
+    bundle = champion_bundle(tmp_path / "champion", info)
+    shutil.copy(tmp_path / "lambda.keras", bundle / "model.keras")
+    pooled = pooled_from(info, tmp_path / "ours.keras")
+    gate = config.gate.model_copy(update={"bootstrap_samples": 100})
+    with pytest.raises(ValueError, match="safe_mode"):  # the champion's model too
+        ev.champion_comparison(pooled, info, gate, 4, bundle, 1)
     two = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.LSTM(2)(inputs)))
     two.save(tmp_path / "two.keras")
     y = arrays.labels[arrays.ends["test"]]
