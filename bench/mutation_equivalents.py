@@ -520,4 +520,12 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.training.evaluation.x_champion_comparison",
         "-    theirs_correct = (probs.argmax(axis=1) == y).astype(np.float64)\n+    theirs_correct = (probs.argmax(axis=1) == y).astype(None)",
     ): "astype(None) is astype(float64)",
+    (
+        "models.training.evaluation.x_predict_windows",
+        "-    model: keras.Model, matrix: np.ndarray, ends: np.ndarray, window: int, batch: int = 2048\n+    model: keras.Model, matrix: np.ndarray, ends: np.ndarray, window: int, batch: int = 2049",
+    ): "the default batch only splits the forward pass of a stateless model (a stateful one uses its own): each window's output does not depend on it",
+    (
+        "models.training.evaluation.x_champion_metrics",
+        '-        and float(manifest["labels"].get("scale", -1)) == info.theta\n+        and float(manifest["labels"].get("scale", -2)) == info.theta',
+    ): "a label scale (theta or k) is validated > 0 (LabelConfig), so a missing scale read as -2 matches none, like -1",
 }

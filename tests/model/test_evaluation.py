@@ -16,6 +16,7 @@ from models.config import GateConfig, ModelConfig
 from models.dataset.arrays import load_arrays, normalized_matrix
 from models.dataset.build import build_dataset
 from models.dataset.windows import gather
+from models.training import bootstrap as bs
 from models.training import evaluation as ev
 from models.training.baselines import baselines
 from models.training.bootstrap import default_block
@@ -379,6 +380,13 @@ def test_the_champion_is_compared_only_on_windows_it_never_saw(dataset, tmp_path
     diff = record["difference"]
     assert diff["estimate"] == pytest.approx(ours - theirs, abs=1e-6)
     assert diff["lower"] <= diff["estimate"] <= diff["upper"] and diff["confidence"] == 0.95
+    # The bounds: the block bootstrap of the config's seed over the common sessions, block 4.
+    session, n = bs.session_index(pooled["dates"][fresh])
+    weights = bs.block_weights(n, 4, 300, gate.bootstrap_seed)
+    replicates = bs.balanced_accuracy_replicates(
+        y, (pooled["model"][fresh].argmax(axis=1) == y).astype(float), session, weights
+    ) - bs.balanced_accuracy_replicates(y, (champion_pred[fresh] == y).astype(float), session, weights)
+    assert diff == bs.interval(record["ours"] - record["balanced_accuracy"], replicates, 0.95).as_dict()
 
     # Too few common sessions: said with the numbers; it blocks because the champion is not older.
     strict = gate.model_copy(update={"min_champion_sessions": 10_000})
@@ -395,6 +403,8 @@ def test_the_champion_is_compared_only_on_windows_it_never_saw(dataset, tmp_path
     older = {**splits, "test": [splits["test"][0], pd.Timestamp(test_dates[40]).date().isoformat()]}
     bundle_older = champion_bundle(tmp_path / "older", info, splits=older)
     assert ev.champion_comparison(pooled, info, strict, 4, bundle_older, 6)["blocks"] is False
+    # Compared, an older champion's comparison counts like any other: its record says it blocks.
+    assert ev.champion_comparison(pooled, info, gate, 4, bundle_older, 6)["blocks"] is True
 
 
 def saved_fold_records(pooled, diagnoses, folder):
