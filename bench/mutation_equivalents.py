@@ -528,4 +528,20 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "models.training.evaluation.x_champion_metrics",
         '-        and float(manifest["labels"].get("scale", -1)) == info.theta\n+        and float(manifest["labels"].get("scale", -2)) == info.theta',
     ): "a label scale (theta or k) is validated > 0 (LabelConfig), so a missing scale read as -2 matches none, like -1",
+    (
+        "models.training.evaluation.x_predict_windows",
+        "-    out = np.concatenate(chunks) if chunks else np.zeros((0, K), dtype=np.float32)\n+    out = np.concatenate(chunks) if chunks else np.zeros((0, K), dtype=None)",
+    ): "no window: an empty (0, 3) array of float64 instead of float32 holds no value to differ",
+    (
+        "models.training.evaluation.x_predict_windows",
+        "-    out = np.concatenate(chunks) if chunks else np.zeros((0, K), dtype=np.float32)\n+    out = np.concatenate(chunks) if chunks else np.zeros((0, K), )",
+    ): "no window: an empty (0, 3) array of float64 instead of float32 holds no value to differ",
+    (
+        "models.training.evaluation.x_predict_windows",
+        "-    if out.shape[-1] == K and not np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):\n+    if out.shape[+1] == K and not np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):",
+    ): "the outputs are 2-D ([windows, classes]): shape[+1] is shape[-1]",
+    (
+        "models.training.evaluation.x_predict_windows",
+        "-    if out.shape[-1] == K and not np.allclose(out.sum(axis=-1), 1.0, atol=1e-3):\n+    if out.shape[-1] == K and not np.allclose(out.sum(axis=+1), 1.0, atol=1e-3):",
+    ): "the outputs are 2-D ([windows, classes]): the sum over axis +1 is over axis -1",
 }

@@ -238,6 +238,14 @@ def test_a_logits_head_is_turned_into_probabilities_and_a_softmax_head_is_left_a
         ev.predict_windows(softmax_model, matrix, ends, 5), forward(softmax_model, gather(matrix, ends, 5))
     )
     assert ev.predict_windows(softmax_model, matrix, ends[:0], 5).shape == (0, 3)
+    # Rows summing to 1 within 1e-3 (float16-like rounding) are probabilities, left alone; rows
+    # summing to 1.5 are not, whatever their sign: they go through the softmax.
+    x = gather(matrix, ends, 5)
+    for scale, is_probabilities in ((1.0004, True), (1.5, False)):
+        scaled = keras.Model(softmax_model.inputs[0], keras.layers.Rescaling(scale)(softmax_model.outputs[0]))
+        out = forward(scaled, x)
+        expected = out if is_probabilities else np.exp(out) / np.exp(out).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(ev.predict_windows(scaled, matrix, ends, 5), expected, rtol=1e-6)
 
 
 # -- a tiny real dataset, tiny untrained models: evaluate_run and the champion ---------------------
