@@ -637,6 +637,13 @@ def test_every_interval_of_the_evidence_is_the_block_bootstrap_the_config_asks_f
     assert sample["label_periods"] == round(60 / 7, 1) == 8.6
     assert sample["effective_windows"] == round(bs.effective_windows(ours, session, weights), 1)
     assert sample["confidence"] == 0.9 and sample["bootstrap_samples"] == 400
+    # Right in streaks of five sessions, wrong in the next five: the windows are worth fewer.
+    days = np.repeat(np.arange(60), 2)
+    streaky_pred = np.where((days // 5) % 2 == 0, y, (y + 1) % 3)
+    streaky = pooled | {"model": np.eye(3, dtype=np.float32)[streaky_pred] * 0.8 + 0.2 / 3}
+    fewer = ev.walk_forward_evidence(streaky, fold_records(streaky), ("AAA", "BBB"), 7, gate)["sample"]
+    effective = bs.effective_windows((streaky_pred == y).astype(np.float64), session, weights)
+    assert 80 < effective < 90 and fewer["effective_windows"] == round(effective, 1)  # 85.4, not 85.39
 
     # A fold of exactly two blocks' sessions (30 = 2 x 15) is resampled; one more session is needed
     # for a block of 16 (see test_the_bootstrap_is_reproducible_and_its_block_follows_the_config).
