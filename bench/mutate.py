@@ -6,7 +6,7 @@ score per module and every surviving mutant as a diff. A survivor listed in
 bench/mutation_equivalents.py (an equivalent mutant: no behaviour changed, with the reason) is
 counted apart; any other survivor fails the command (exit 1). Not part of CI: on 2 shared cores,
 7 minutes for gate, bootstrap, baselines and audit, 9 for aliases, store and publication,
-whose tests write files, 7 for evaluation; about 26 for every module (bench/MUTATION.md has the
+whose tests write files, 7-10 for evaluation; about 26 for every module (bench/MUTATION.md has the
 measured times and scores).
 
     python -m bench.mutate                  every module, from scratch (removes mutants/)
