@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pandas as pd
 
 EXCHANGE_TZ = "America/New_York"
@@ -59,6 +60,22 @@ class Listing:
     splits: dict[str, tuple[int, int]] = field(default_factory=dict)  # date -> (numerator, denominator)
     instrument_type: str = "EQUITY"
     timezone: str = EXCHANGE_TZ  # the exchange's timezone Yahoo reports (meta.exchangeTimezoneName)
+
+
+def traded_bars(days: pd.DatetimeIndex, seed: int, level: float = 100.0) -> pd.DataFrame:
+    """Unadjusted daily bars on the given sessions: a gentle random walk (what a listing serves)."""
+    rng = np.random.default_rng(seed)
+    close = level * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
+    return pd.DataFrame(
+        {
+            "date": days,
+            "open": close * 0.999,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(1_000, 5_000, len(days)),
+        }
+    )
 
 
 def session_timestamp(day: pd.Timestamp, timezone: str = EXCHANGE_TZ) -> int:

@@ -19,7 +19,7 @@ from models.config import SourceConfig
 from models.dataset.build import build_dataset
 from models.prices import calendar, ingest, reader, sources, store
 from tests.helpers import tiny_config
-from tests.yahoo_fake import FakeYahoo, Listing, adjusted, redirect_yfinance
+from tests.yahoo_fake import FakeYahoo, Listing, adjusted, redirect_yfinance, traded_bars
 from tests.yfinance_writer import write_with_yfinance
 
 START, END = dt.date(2024, 1, 2), dt.date(2024, 6, 28)  # spans the switch to daylight saving time
@@ -28,31 +28,15 @@ SESSIONS = calendar.sessions("XNYS", START, END)
 LISTED = pd.Timestamp("2024-03-01")  # LATE's first session
 
 
-def traded(days: pd.DatetimeIndex, seed: int, level: float = 100.0) -> pd.DataFrame:
-    """Unadjusted daily bars: a gentle random walk on the given sessions."""
-    rng = np.random.default_rng(seed)
-    close = level * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
-    return pd.DataFrame(
-        {
-            "date": days,
-            "open": close * 0.999,
-            "high": close * 1.01,
-            "low": close * 0.99,
-            "close": close,
-            "volume": rng.integers(1_000, 5_000, len(days)),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def yahoo(tmp_path_factory):
     """The fake Yahoo serving ACME (with a dividend, so Close and Adj Close differ) and OTHR."""
     patch = pytest.MonkeyPatch()
     fake = FakeYahoo().start()
     redirect_yfinance(patch, fake.url)
-    fake.listings["ACME"] = Listing(traded(SESSIONS, seed=1), dividends={"2024-03-06": 0.8})
-    fake.listings["OTHR"] = Listing(traded(SESSIONS, seed=2, level=40))
-    fake.listings["LATE"] = Listing(traded(SESSIONS[SESSIONS >= LISTED], seed=3, level=10))  # an IPO
+    fake.listings["ACME"] = Listing(traded_bars(SESSIONS, seed=1), dividends={"2024-03-06": 0.8})
+    fake.listings["OTHR"] = Listing(traded_bars(SESSIONS, seed=2, level=40))
+    fake.listings["LATE"] = Listing(traded_bars(SESSIONS[SESSIONS >= LISTED], seed=3, level=10))  # an IPO
     yield fake
     fake.stop()
     patch.undo()
@@ -186,7 +170,7 @@ def test_a_history_frame_in_memory_reads_like_its_file(written):
 def test_fetch_yfinance_dates_bars_by_the_listings_own_session_not_the_utc_date(yahoo, tmp_path):
     """Tokyo's midnight is 15:00 UTC the day before: a UTC date would shift every bar by one day."""
     days = calendar.sessions("XTKS", dt.date(2024, 3, 1), dt.date(2024, 3, 29))
-    yahoo.listings["7203.T"] = Listing(traded(days, seed=5, level=2500), timezone="Asia/Tokyo")
+    yahoo.listings["7203.T"] = Listing(traded_bars(days, seed=5, level=2500), timezone="Asia/Tokyo")
     frame = sources.fetch_yfinance(["7203.T"], days[0].date(), days[-1].date(), tmp_path, "XTKS")["7203.T"]
     assert list(frame["date"]) == list(days)
     store.validate_prices("7203.T", frame, store.ValidationRules(exchange="XTKS"))
@@ -196,7 +180,7 @@ def test_fetch_yfinance_dates_bars_by_the_listings_own_session_not_the_utc_date(
 
 
 def good_prices(days: pd.DatetimeIndex = SESSIONS) -> pd.DataFrame:
-    bars = traded(days, seed=11, level=50)
+    bars = traded_bars(days, seed=11, level=50)
     return bars.assign(adj_close=bars["close"] * 0.97)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from models.config import SourceConfig
 from models.prices import calendar, ingest, sources, store
-from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance, session_timestamp
+from tests.yahoo_fake import FakeYahoo, Listing, redirect_yfinance, session_timestamp, traded_bars
 
 START = dt.date(2024, 1, 2)
 END = dt.date(2024, 3, 28)
@@ -26,19 +26,7 @@ def yahoo(monkeypatch):
 
 def traded(start: dt.date, end: dt.date, seed: int, level: float = 100.0) -> pd.DataFrame:
     """Unadjusted daily bars on XNYS sessions: a gentle random walk."""
-    days = calendar.sessions("XNYS", start, end)
-    rng = np.random.default_rng(seed)
-    close = level * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
-    return pd.DataFrame(
-        {
-            "date": days,
-            "open": close * 0.999,
-            "high": close * 1.01,
-            "low": close * 0.99,
-            "close": close,
-            "volume": rng.integers(1_000, 5_000, len(days)),
-        }
-    )
+    return traded_bars(calendar.sessions("XNYS", start, end), seed, level)
 
 
 def test_one_ticker_round_trips_through_yfinance(yahoo, tmp_path):
